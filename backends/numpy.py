@@ -1,0 +1,109 @@
+"""NumPy adapter: Generator noise, SciPy special functions, SciPy conversions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diaggauss._backend import Backend, numpy_generator
+
+__all__ = ["BACKEND", "from_scipy", "to_scipy"]
+
+
+class NumpyBackend(Backend):
+    """Hooks for NumPy arrays."""
+
+    name = "numpy"
+    inplace = True
+
+    def __init__(self):
+        self._log_ndtr = None
+
+    def is_concrete(self, x) -> bool:
+        return True
+
+    def log_ndtr(self, x, xp):
+        if self._log_ndtr is None:
+            try:  # SciPy only once it is needed, never at import
+                from scipy.special import log_ndtr
+            except ImportError:
+                log_ndtr = False
+            self._log_ndtr = log_ndtr
+        if self._log_ndtr:
+            return self._log_ndtr(x)
+        return super().log_ndtr(x, xp)
+
+    def sum_squares(self, z, xp, *, scratch=False):
+        # einsum reduces without the (..., d) temporary of z * z.
+        return np.einsum("...i,...i->...", z, z)
+
+    def normal(self, seed, shape, dtype, device, xp):
+        rng = numpy_generator(seed, "NumPy")
+        dtype = np.dtype(dtype)
+        if dtype in (np.float32, np.float64):
+            return rng.standard_normal(shape, dtype=dtype)
+        return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+
+
+BACKEND = NumpyBackend()
+
+
+def to_scipy(dist):
+    """A frozen ``scipy.stats.multivariate_normal`` equal to a single diagonal Gaussian.
+
+    Parameters
+    ----------
+    dist : diaggauss.MultivariateNormalDiag
+        A NumPy-backed distribution with ``batch_shape == ()``.
+
+    Returns
+    -------
+    scipy.stats._multivariate.multivariate_normal_frozen
+
+    Examples
+    --------
+    >>> import numpy as np, diaggauss as dg
+    >>> from diaggauss.backends.numpy import to_scipy
+    >>> d = dg.MultivariateNormalDiag(np.zeros(2), np.array([1.0, 2.0]))
+    >>> bool(np.isclose(to_scipy(d).logpdf(np.ones(2)), d.log_prob(np.ones(2))))
+    True
+    """
+    from scipy import stats
+
+    if dist.batch_shape != ():
+        raise ValueError(
+            f"scipy.stats.multivariate_normal holds one distribution; got batch_shape="
+            f"{dist.batch_shape}: index it first, e.g. dist[0]"
+        )
+    return stats.multivariate_normal(mean=np.asarray(dist.loc), cov=np.asarray(dist.variance))
+
+
+def from_scipy(frozen, *, validate_args=None):
+    """A `MultivariateNormalDiag` from a frozen ``scipy.stats.multivariate_normal``.
+
+    Raises
+    ------
+    ValueError
+        If the covariance has off-diagonal entries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import stats
+    >>> from diaggauss.backends.numpy import from_scipy
+    >>> from_scipy(stats.multivariate_normal(np.zeros(2), np.diag([1.0, 4.0]))).scale
+    array([1., 2.])
+    """
+    from diaggauss import MultivariateNormalDiag
+
+    cov = np.asarray(frozen.cov, dtype=float)
+    diag = np.diagonal(cov).copy()
+    off = cov - np.diag(diag)
+    if np.any(off != 0):
+        i, j = np.argwhere(off != 0)[0]
+        raise ValueError(
+            f"the covariance is not diagonal: entry ({i}, {j}) is {cov[i, j]!r}; "
+            f"MultivariateNormalDiag needs a diagonal covariance"
+        )
+    return MultivariateNormalDiag.from_variance(
+        np.asarray(frozen.mean, dtype=float), diag, validate_args=validate_args
+    )

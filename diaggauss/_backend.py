@@ -1,0 +1,248 @@
+"""Array namespaces and the registry of backend hooks.
+
+The core is written against the array API standard. Where the standard has a
+gap (random numbers, ``log_ndtr``, telling a traced value from a concrete one)
+or where one library has a much faster spelling of a primitive (a sum of
+squares without a temporary), the core asks the :class:`Backend` registered
+for the array's namespace. A backend module under ``diaggauss.backends`` is
+imported only when an array of its library is first seen, so ``import
+diaggauss`` never imports a framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from typing import Any
+
+import array_api_compat
+
+from ._special import log_ndtr_standard
+
+__all__ = [
+    "Backend",
+    "SeedError",
+    "backend_for",
+    "default_float_dtype",
+    "ensure_jax_pytrees",
+    "get_namespace",
+    "library_name",
+]
+
+
+class SeedError(TypeError, ValueError):
+    """A ``seed`` that the array's library cannot sample with.
+
+    Subclasses both `TypeError` (a seed of the wrong kind, e.g. a
+    ``torch.Generator`` for NumPy arrays) and `ValueError` (a missing JAX key).
+
+    Examples
+    --------
+    >>> import numpy as np, diaggauss as dg
+    >>> d = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+    >>> try:
+    ...     d.sample(seed="abc")
+    ... except dg.SeedError as e:
+    ...     print("refused")
+    refused
+    """
+
+
+class Backend:
+    """Hooks for one array library; the generic fallbacks use only the standard.
+
+    A backend module subclasses this and overrides what its library does better
+    or what the standard lacks. Instances are stateless.
+    """
+
+    #: Short library name used in messages ("numpy", "torch", "jax", ...).
+    name = "generic"
+    #: Whether a freshly computed temporary may be updated in place.
+    inplace = False
+
+    def is_concrete(self, x) -> bool:
+        """Whether `x` holds values that can be read now without tracing or a compute graph."""
+        return not array_api_compat.is_lazy_array(x)
+
+    def can_cache(self, value) -> bool:
+        """Whether a derived value may be kept on the object for later calls.
+
+        Not for values that only live inside a trace (a JAX tracer kept on an
+        object made outside ``jit`` would leak).
+        """
+        return True
+
+    def can_update(self, z, other) -> bool:
+        """Whether ``z op= other`` may run in place (``inplace`` being True)."""
+        return True
+
+    def all_true(self, condition) -> bool:
+        """Read a 0-d boolean array on the host (the one sync of validation)."""
+        return bool(condition)
+
+    def log_ndtr(self, x, xp):
+        """Elementwise ``log(Phi(x))`` of the standard normal CDF."""
+        return log_ndtr_standard(x, xp)
+
+    def sum_squares(self, z, xp, *, scratch=False):
+        """``sum(z**2, axis=-1)``; `scratch` says `z` is a temporary that may be overwritten."""
+        return xp.sum(z * z, axis=-1)
+
+    def normal(self, seed, shape, dtype, device, xp):
+        """Standard normal noise of `shape` and `dtype` on `device`.
+
+        The generic version draws with NumPy (a ``numpy.random.Generator``, an
+        int or None) and converts, which suits any library without its own
+        random numbers (array-api-strict, Dask).
+        """
+        import numpy as np
+
+        rng = numpy_generator(seed, self.name)
+        bits = xp.finfo(dtype).bits
+        noise = rng.standard_normal(shape, dtype=np.float32 if bits <= 32 else np.float64)
+        return xp.asarray(noise, dtype=dtype, device=device)
+
+
+def numpy_generator(seed, library):
+    """A ``numpy.random.Generator`` from a NumPy-style seed, or a clear error."""
+    import numpy as np
+
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, int | np.integer) and not isinstance(seed, bool)):
+        return np.random.default_rng(seed)
+    if isinstance(seed, np.random.SeedSequence | np.random.BitGenerator):
+        return np.random.default_rng(seed)
+    raise SeedError(
+        f"seed must be a numpy.random.Generator, an int or None to sample {library} arrays; "
+        f"got {_describe(seed)}"
+    )
+
+
+def _describe(obj) -> str:
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__
+
+
+# Namespace -> Backend, and the backend module that serves each library.
+_BY_NAMESPACE: dict[int, tuple[Any, Backend]] = {}
+_MODULES = (
+    (array_api_compat.is_numpy_namespace, "diaggauss.backends.numpy"),
+    (array_api_compat.is_torch_namespace, "diaggauss.backends.torch"),
+    (array_api_compat.is_jax_namespace, "diaggauss.backends.jax"),
+)
+
+
+def backend_for(xp) -> Backend:
+    """The registered :class:`Backend` for namespace `xp`, loading it on first use."""
+    hit = _BY_NAMESPACE.get(id(xp))
+    if hit is not None:
+        return hit[1]
+    for is_namespace, module in _MODULES:
+        if is_namespace(xp):
+            backend = importlib.import_module(module).BACKEND
+            break
+    else:
+        backend = Backend()
+        backend.name = library_name(xp)
+    _BY_NAMESPACE[id(xp)] = (xp, backend)
+    return backend
+
+
+def library_name(xp) -> str:
+    """A short name of the library behind namespace `xp` (``"numpy"``, ``"torch"``...)."""
+    name = getattr(xp, "__name__", type(xp).__name__)
+    for prefix in ("array_api_compat.",):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    return name.split(".")[0]
+
+
+# type -> namespace; array_namespace() costs ~1-3 us a call, a dict hit ~50 ns.
+_NAMESPACE_OF_TYPE: dict[type, Any] = {}
+_SCALARS = (int, float, bool, list, tuple)
+
+
+def _namespace_of(name, a):
+    t = type(a)
+    xp = _NAMESPACE_OF_TYPE.get(t)
+    if xp is None:
+        try:
+            xp = array_api_compat.array_namespace(a)
+        except TypeError:
+            raise TypeError(
+                f"{name} must be an array of an array-API library (NumPy, PyTorch, JAX, ...) "
+                f"or a Python number or list; got {_describe(a)}"
+            ) from None
+        _NAMESPACE_OF_TYPE[t] = xp
+    return xp
+
+
+def get_namespace(*named):
+    """The one array namespace shared by ``(name, value)`` pairs.
+
+    Python numbers, lists and None are skipped (they adopt the arrays'
+    library). With no array at all, NumPy's namespace is returned.
+
+    Raises
+    ------
+    TypeError
+        If the arrays come from different libraries; the message names both.
+    """
+    xp = first = None
+    for name, a in named:
+        if a is None or isinstance(a, _SCALARS):
+            continue
+        ns = _namespace_of(name, a)
+        if xp is None:
+            xp, first = ns, (name, a)
+        elif ns is not xp:
+            raise TypeError(
+                f"{first[0]} is a {library_name(xp)} array ({_describe(first[1])}) but {name} "
+                f"is a {library_name(ns)} array ({_describe(a)}); all arrays of a distribution "
+                f"must come from one library: convert one of them first"
+            )
+    if xp is None:
+        import numpy as np
+
+        xp = _namespace_of("value", np.empty(0))
+    return xp
+
+
+_DEFAULT_FLOAT: dict[tuple[int, Any], Any] = {}
+
+
+def default_float_dtype(xp, device=None):
+    """The library's default real floating dtype (float64 for NumPy, torch's default...)."""
+    key = (id(xp), device)
+    dtype = _DEFAULT_FLOAT.get(key)
+    if dtype is None:
+        try:
+            info = xp.__array_namespace_info__()
+            dtype = info.default_dtypes(device=device)["real floating"]
+        except (AttributeError, TypeError, ValueError):
+            dtype = xp.float64
+        _DEFAULT_FLOAT[key] = dtype
+    return dtype
+
+
+_jax_pytrees_registered = False
+
+
+def ensure_jax_pytrees() -> None:
+    """Register the distributions as JAX pytrees once JAX has been imported.
+
+    Cheap enough for every constructor: after the first registration, or while
+    JAX is absent, it is a global read and a dict look-up.
+    """
+    if not _jax_pytrees_registered and "jax" in sys.modules:
+        importlib.import_module("diaggauss.backends.jax")
+
+
+def _mark_jax_pytrees_registered() -> None:
+    global _jax_pytrees_registered
+    _jax_pytrees_registered = True
+
+
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)

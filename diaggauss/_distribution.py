@@ -1,0 +1,823 @@
+"""`MultivariateNormalDiag`: the distribution object, for any array-API array."""
+
+from __future__ import annotations
+
+import array_api_compat
+
+from . import _core
+from ._backend import (
+    backend_for,
+    ensure_jax_pytrees,
+    get_namespace,
+    library_name,
+)
+from ._core import broadcast_shapes, normalize_sample_shape, work_dtype
+
+__all__ = ["MultivariateNormalDiag", "get_default_validate_args", "set_default_validate_args"]
+
+_DEFAULTS = {"validate_args": True}
+
+
+def set_default_validate_args(value: bool) -> None:
+    """Turn validation of parameters on or off for distributions built afterwards.
+
+    Parameters
+    ----------
+    value : bool
+        The default for ``validate_args=None``. Validation starts on, as in
+        ``torch.distributions``.
+
+    Examples
+    --------
+    >>> import diaggauss as dg
+    >>> dg.set_default_validate_args(False)
+    >>> dg.get_default_validate_args()
+    False
+    >>> dg.set_default_validate_args(True)
+    """
+    if value not in (True, False):
+        raise TypeError(f"value must be True or False; got {value!r}")
+    _DEFAULTS["validate_args"] = bool(value)
+
+
+def get_default_validate_args() -> bool:
+    """The current default for ``validate_args=None`` (see `set_default_validate_args`).
+
+    Examples
+    --------
+    >>> import diaggauss as dg
+    >>> dg.get_default_validate_args()
+    True
+    """
+    return _DEFAULTS["validate_args"]
+
+
+_SPREAD_DOC = {
+    "scale": "standard deviations",
+    "log_scale": "logarithms of the standard deviations",
+    "variance": "variances",
+    "precision": "precisions (inverse variances)",
+}
+
+
+class MultivariateNormalDiag:
+    r"""A batch of multivariate normal distributions with diagonal covariance.
+
+    ``N(loc, diag(scale**2))`` over the last axis of `loc`, batched over the
+    leading axes, for arrays of any array-API library (NumPy, PyTorch, JAX,
+    array-api-strict, Dask, ...). Shapes follow torch.distributions and TFP:
+    ``batch_shape = broadcast(loc.shape[:-1], scale.shape[:-1])`` and
+    ``event_shape = (d,)``.
+
+    The spread is stored as given: build from the scale (this constructor),
+    the log-scale, the variance or the precision with the classmethods, and
+    the other forms are derived lazily, never by a round trip (a distribution
+    built with `from_log_scale` uses the log-scale itself in `log_prob`,
+    `entropy` and `kl_divergence`). What repeated calls need (the inverse
+    scale, ``sum(log scale)``) is computed once per object.
+
+    Parameters
+    ----------
+    loc : array of shape (..., d)
+        Means. At least one dimension: the last axis is the event.
+    scale : array of shape (..., d), broadcastable with `loc`, or a number
+        Standard deviations, positive and finite.
+    validate_args : bool, optional
+        Check the parameters' values on construction (one host sync). Defaults
+        to `get_default_validate_args` (on). Skipped for traced or lazy arrays
+        (inside ``jax.jit``, ``torch.compile``, Dask graphs).
+
+    Raises
+    ------
+    ValueError
+        A 0-d `loc`, shapes that do not broadcast, or (when validating) a
+        non-finite `loc` or a scale that is not positive and finite.
+    TypeError
+        `loc` and `scale` from different array libraries.
+
+    See Also
+    --------
+    diaggauss.backends.torch.MultivariateNormalDiag :
+        The same distribution as a ``torch.distributions.Distribution``.
+
+    Examples
+    --------
+    The question asked most: ``mu`` and ``log_sigma`` of shape (5, 2) make a
+    batch of five 2-D Gaussians.
+
+    >>> import numpy as np
+    >>> import diaggauss as dg
+    >>> mu, log_sigma = np.zeros((5, 2)), np.full((5, 2), -1.0)
+    >>> d = dg.MultivariateNormalDiag.from_log_scale(mu, log_sigma)
+    >>> d.batch_shape, d.event_shape
+    ((5,), (2,))
+    >>> d.log_prob(np.zeros((5, 2))).shape
+    (5,)
+    >>> d.sample((3,), seed=0).shape
+    (3, 5, 2)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_be",
+        "_cache",
+        "_kind",
+        "_loc",
+        "_param",
+        "_validate_args",
+        "_xp",
+    )
+
+    def __init__(self, loc, scale, *, validate_args=None):
+        self._setup(loc, scale, "scale", validate_args)
+
+    @classmethod
+    def from_log_scale(cls, loc, log_scale, *, validate_args=None):
+        """Build from ``log_scale = log(standard deviation)``, used as is.
+
+        Parameters
+        ----------
+        loc : array of shape (..., d)
+            Means.
+        log_scale : array of shape (..., d), broadcastable with `loc`
+            Log standard deviations, finite. `log_prob`, `entropy`,
+            `kl_divergence` and `cross_entropy` use it directly, so they stay
+            finite where ``exp(log_scale)**2`` under- or overflows.
+        validate_args : bool, optional
+            As for the constructor.
+
+        Returns
+        -------
+        MultivariateNormalDiag
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag.from_log_scale(np.zeros(2), np.array([-60.0, 0.0]))
+        >>> float(d.entropy()) == -60 + 2 * (0.5 + 0.5 * np.log(2 * np.pi))
+        True
+        """
+        self = cls.__new__(cls)
+        self._setup(loc, log_scale, "log_scale", validate_args)
+        return self
+
+    @classmethod
+    def from_variance(cls, loc, variance, *, validate_args=None):
+        """Build from variances (the diagonal of the covariance).
+
+        Parameters
+        ----------
+        loc : array of shape (..., d)
+            Means.
+        variance : array of shape (..., d), broadcastable with `loc`
+            Variances, positive and finite.
+        validate_args : bool, optional
+            As for the constructor.
+
+        Returns
+        -------
+        MultivariateNormalDiag
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> dg.MultivariateNormalDiag.from_variance(np.zeros(2), np.array([4.0, 9.0])).scale
+        array([2., 3.])
+        """
+        self = cls.__new__(cls)
+        self._setup(loc, variance, "variance", validate_args)
+        return self
+
+    @classmethod
+    def from_precision(cls, loc, precision, *, validate_args=None):
+        """Build from precisions (inverse variances), as Bayesian updates keep them.
+
+        Parameters
+        ----------
+        loc : array of shape (..., d)
+            Means.
+        precision : array of shape (..., d), broadcastable with `loc`
+            Inverse variances, positive and finite.
+        validate_args : bool, optional
+            As for the constructor.
+
+        Returns
+        -------
+        MultivariateNormalDiag
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> dg.MultivariateNormalDiag.from_precision(np.zeros(2), np.array([4.0, 0.25])).scale
+        array([0.5, 2. ])
+        """
+        self = cls.__new__(cls)
+        self._setup(loc, precision, "precision", validate_args)
+        return self
+
+    # -- construction ------------------------------------------------------
+
+    def _setup(self, loc, param, kind, validate_args, xp=None):
+        ensure_jax_pytrees()
+        if xp is None:
+            xp = get_namespace(("loc", loc), (kind, param))
+        be = backend_for(xp)
+        loc, param, _, _ = _core.prepare(loc, param, kind, xp)
+        self._loc = loc
+        self._param = param
+        self._kind = kind
+        self._validate_args = validate_args
+        self._xp = xp
+        self._be = be
+        self._cache = {}
+        validate = _DEFAULTS["validate_args"] if validate_args is None else validate_args
+        if validate and be.is_concrete(loc) and be.is_concrete(param):
+            _core.validate(loc, param, kind, xp, be)
+
+    @classmethod
+    def _from_parts(cls, loc, param, kind, validate_args=None):
+        """Assemble without conversion or validation (pytree unflattening, indexing)."""
+        self = cls.__new__(cls)
+        self._loc = loc
+        self._param = param
+        self._kind = kind
+        self._validate_args = validate_args
+        self._xp = None
+        self._be = None
+        self._cache = {}
+        return self
+
+    def _ns(self):
+        xp = self._xp
+        if xp is None:
+            xp = get_namespace(("loc", self._loc), (self._kind, self._param))
+            self._xp = xp
+            self._be = backend_for(xp)
+        return xp
+
+    def __reduce__(self):
+        return (
+            type(self)._from_parts,
+            (self._loc, self._param, self._kind, self._validate_args),
+        )
+
+    # -- parameters ----------------------------------------------------------
+
+    def _derived(self, name, convert):
+        """A derived parameter, cached when concrete (a tracer must not outlive its trace)."""
+        value = self._cache.get(name)
+        if value is None:
+            xp = self._ns()
+            value = convert(self._param, self._kind, xp)
+            if self._be.can_cache(value):
+                self._cache[name] = value
+        return value
+
+    @property
+    def loc(self):
+        """The means, as given (shape ``(..., d)``)."""
+        return self._loc
+
+    @property
+    def scale(self):
+        """The standard deviations, with the shape the spread was given in."""
+        return self._param if self._kind == "scale" else self._derived("scale", _core.scale_of)
+
+    @property
+    def log_scale(self):
+        """``log(scale)``: the parameter itself for `from_log_scale`, else derived."""
+        if self._kind == "log_scale":
+            return self._param
+        return self._derived("log_scale", _core.log_scale_of)
+
+    @property
+    def variance(self):
+        """``scale**2``, with the shape the spread was given in."""
+        if self._kind == "variance":
+            return self._param
+        return self._derived("variance", _core.variance_of)
+
+    @property
+    def precision(self):
+        """``1 / scale**2``, with the shape the spread was given in."""
+        if self._kind == "precision":
+            return self._param
+        return self._derived("precision", _core.precision_of)
+
+    @property
+    def parameterization(self) -> str:
+        """How the spread was given: "scale", "log_scale", "variance" or "precision"."""
+        return self._kind
+
+    def _inv_scale(self):
+        return self._derived("inv_scale", _core.inv_scale_of)
+
+    def _spread(self):
+        """``(scale, False)`` to divide by, or ``(1 / scale, True)`` to multiply with."""
+        if self._kind == "scale":
+            return self._param, False
+        return self._inv_scale(), True
+
+    def _sum_log_scale(self, wd):
+        value = self._derived("sum_log_scale", _core.sum_log_scale)
+        if value.dtype != wd:
+            # x of a wider dtype than the distribution: recompute at that precision.
+            xp = self._xp
+            value = xp.sum(_core.log_scale_of(xp.astype(self._param, wd), self._kind, xp), axis=-1)
+        return value
+
+    # -- shapes ----------------------------------------------------------------
+
+    @property
+    def batch_shape(self) -> tuple:
+        """The batch's shape, ``broadcast(loc.shape[:-1], scale.shape[:-1])``."""
+        return broadcast_shapes(tuple(self._loc.shape[:-1]), tuple(self._param.shape[:-1]))
+
+    @property
+    def event_shape(self) -> tuple:
+        """``(d,)``: one draw is a vector of `d` numbers."""
+        return (self._loc.shape[-1],)
+
+    @property
+    def dtype(self):
+        """The floating dtype of the parameters."""
+        return self._loc.dtype
+
+    @property
+    def device(self):
+        """The device the parameters live on."""
+        return array_api_compat.device(self._loc)
+
+    @property
+    def validate_args(self) -> bool:
+        """Whether this distribution validates its parameters."""
+        v = self._validate_args
+        return _DEFAULTS["validate_args"] if v is None else bool(v)
+
+    def _full(self, a):
+        shape = (*self.batch_shape, self._loc.shape[-1])
+        return a if tuple(a.shape) == shape else self._ns().broadcast_to(a, shape)
+
+    @property
+    def mean(self):
+        """The mean, `loc` broadcast to ``batch_shape + event_shape``."""
+        return self._full(self._loc)
+
+    @property
+    def mode(self):
+        """The mode, equal to the mean."""
+        return self._full(self._loc)
+
+    @property
+    def stddev(self):
+        """The standard deviations broadcast to ``batch_shape + event_shape``."""
+        return self._full(self.scale)
+
+    def covariance(self):
+        """The dense covariance matrices, shape ``batch_shape + (d, d)``.
+
+        O(d**2) memory: for the diagonal alone use `variance`.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> dg.MultivariateNormalDiag(np.zeros(2), np.array([1.0, 2.0])).covariance()
+        array([[1., 0.],
+               [0., 4.]])
+        """
+        return _core.diag_embed(self._full(self.variance), self._ns())
+
+    # -- values ----------------------------------------------------------------
+
+    def _value(self, x, name="x"):
+        """`x` as an array of this distribution's library, checked against the event and batch."""
+        xp = self._ns()
+        if _core.is_array(x, xp):
+            get_namespace(("loc", self._loc), (name, x))  # TypeError naming both libraries
+            if not xp.isdtype(x.dtype, "real floating"):
+                x = xp.astype(x, self._loc.dtype)
+        else:
+            x = _core.as_float_array(name, x, xp, dtype=self._loc.dtype, device=self.device)
+        shape = tuple(x.shape)
+        d = self._loc.shape[-1]
+        if not shape or shape[-1] != d:
+            raise ValueError(
+                f"{name} must have the event size d={d} as its last axis, shape "
+                f"(*sample_shape, *batch_shape, {d}) with batch_shape={self.batch_shape}; "
+                f"got shape {shape}"
+            )
+        batch = self.batch_shape
+        if shape[:-1] != batch:
+            try:
+                broadcast_shapes(shape[:-1], batch)
+            except ValueError:
+                raise ValueError(
+                    f"{name} of shape {shape} does not broadcast with batch_shape={batch}: "
+                    f"expected (*sample_shape, *batch_shape, {d}) or shapes broadcastable to it"
+                ) from None
+        return x
+
+    def _prepared(self, x):
+        """`x` checked, with the result dtype and the working copies of what log_prob needs."""
+        xp = self._xp
+        dtype = self._loc.dtype if x.dtype == self._loc.dtype else xp.result_type(x, self._loc)
+        wd = work_dtype(dtype, xp)
+        spread, inverse = self._spread()
+        x, loc, spread = _core._upcast(xp, wd, x, self._loc, spread)
+        return x, loc, spread, inverse, dtype, wd
+
+    def log_prob(self, x):
+        """Log density at `x`.
+
+        Parameters
+        ----------
+        x : array of shape (*sample_shape, *batch_shape, d)
+            Points; leading shapes broadcast with the batch.
+
+        Returns
+        -------
+        array of shape (*sample_shape, *batch_shape)
+            ``-0.5 * sum(((x - loc) / scale)**2) - sum(log scale) - d/2 log(2 pi)``.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(3), np.ones(3))
+        >>> bool(np.isclose(d.log_prob(np.zeros(3)), -1.5 * np.log(2 * np.pi)))
+        True
+        """
+        x = self._value(x)
+        x, loc, spread, inverse, dtype, wd = self._prepared(x)
+        xp, be = self._xp, self._be
+        maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, be)
+        out = _core.log_prob_from(maha, self._sum_log_scale(wd), self._loc.shape[-1])
+        return _core._finish(out, dtype, xp)
+
+    def prob(self, x):
+        """Density at `x`, ``exp(log_prob(x))``.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(1), np.ones(1))
+        >>> round(float(d.prob(np.zeros(1))), 6)
+        0.398942
+        """
+        return self._xp_exp(self.log_prob(x))
+
+    def _xp_exp(self, a):
+        return self._ns().exp(a)
+
+    def mahalanobis(self, x):
+        """The Mahalanobis distance ``sqrt(sum(((x - loc) / scale)**2))`` (not squared).
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(2), np.array([1.0, 2.0]))
+        >>> float(d.mahalanobis(np.array([3.0, 8.0])))
+        5.0
+        """
+        x = self._value(x)
+        x, loc, spread, inverse, dtype, _ = self._prepared(x)
+        xp = self._xp
+        maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, self._be)
+        return _core._finish(xp.sqrt(maha), dtype, xp)
+
+    def log_cdf(self, x):
+        """Log of ``P(X <= x)`` (every coordinate at once), accurate far in the tails.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(1), np.ones(1))
+        >>> float(d.log_cdf(np.array([-40.0])))  # log Phi(-40), no underflow
+        -804.6084420137538
+        """
+        x = self._value(x)
+        x, loc, spread, inverse, dtype, _ = self._prepared(x)
+        xp = self._xp
+        return _core._finish(_core.log_cdf(x, loc, spread, inverse, xp, self._be), dtype, xp)
+
+    def cdf(self, x):
+        """``P(X <= x)``, the product of the coordinates' normal CDFs.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+        >>> float(d.cdf(np.zeros(2)))
+        0.25
+        """
+        return self._xp_exp(self.log_cdf(x))
+
+    def entropy(self):
+        """Differential entropy, shape `batch_shape`.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+        >>> bool(np.isclose(d.entropy(), 1 + np.log(2 * np.pi)))
+        True
+        """
+        xp = self._ns()
+        wd = work_dtype(self.dtype, xp)
+        out = _core.entropy_from(self._sum_log_scale(wd), self._loc.shape[-1])
+        out = _core._finish(out, self.dtype, xp)
+        batch = self.batch_shape
+        return out if tuple(out.shape) == batch else xp.broadcast_to(out, batch)
+
+    # -- two distributions -------------------------------------------------------
+
+    def _pair(self, q, what):
+        if not isinstance(q, MultivariateNormalDiag):
+            raise TypeError(
+                f"{what} needs another MultivariateNormalDiag; got {type(q).__qualname__}"
+            )
+        xp = self._ns()
+        get_namespace(("p.loc", self._loc), ("q.loc", q._loc))
+        q._ns()
+        dp, dq = self._loc.shape[-1], q._loc.shape[-1]
+        if dp != dq:
+            raise ValueError(f"{what}: event sizes differ, p has d={dp} and q has d={dq}")
+        broadcast_shapes(self.batch_shape, q.batch_shape, names=("p.batch_shape", "q.batch_shape"))
+        dtype = self.dtype if self.dtype == q.dtype else xp.result_type(self._loc, q._loc)
+        return xp, dtype, work_dtype(dtype, xp)
+
+    def kl_divergence(self, q):
+        """``KL(self || q)``, exact, in O(d) per pair.
+
+        Computed from log-scale differences, so it stays finite where the
+        variances under- or overflow in the dtype (``log_scale = -60`` in
+        float32).
+
+        Parameters
+        ----------
+        q : MultivariateNormalDiag
+            Same event size; batch shapes broadcast.
+
+        Returns
+        -------
+        array of shape ``broadcast(self.batch_shape, q.batch_shape)``
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> p = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+        >>> q = dg.MultivariateNormalDiag(np.ones(2), np.ones(2))
+        >>> float(p.kl_divergence(q))
+        1.0
+        """
+        xp, dtype, wd = self._pair(q, "kl_divergence")
+        loc_p, ls_p, loc_q, ls_q, inv_q = _core._upcast(
+            xp, wd, self._loc, self.log_scale, q._loc, q.log_scale, q._inv_scale()
+        )
+        out = _core.kl_divergence(loc_p, ls_p, loc_q, ls_q, inv_q, xp)
+        return self._batch_result(out, dtype, q)
+
+    def _batch_result(self, out, dtype, q):
+        xp = self._xp
+        out = _core._finish(out, dtype, xp)
+        batch = broadcast_shapes(self.batch_shape, q.batch_shape)
+        return out if tuple(out.shape) == batch else xp.broadcast_to(out, batch)
+
+    def cross_entropy(self, q):
+        """Cross-entropy ``H(self, q) = -E_self[log q(X)] = entropy + KL(self || q)``.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> p = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+        >>> bool(np.isclose(p.cross_entropy(p), p.entropy()))
+        True
+        """
+        xp, dtype, wd = self._pair(q, "cross_entropy")
+        loc_p, ls_p, loc_q, ls_q, inv_q = _core._upcast(
+            xp, wd, self._loc, self.log_scale, q._loc, q.log_scale, q._inv_scale()
+        )
+        out = _core.cross_entropy(loc_p, ls_p, loc_q, ls_q, inv_q, xp)
+        return self._batch_result(out, dtype, q)
+
+    def wasserstein2(self, q):
+        """The 2-Wasserstein distance to `q` (the distance, not its square).
+
+        For diagonal Gaussians ``W2**2 = |m_p - m_q|**2 + |s_p - s_q|**2``.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> p = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+        >>> q = dg.MultivariateNormalDiag(np.array([3.0, 0.0]), np.array([1.0, 5.0]))
+        >>> float(p.wasserstein2(q))
+        5.0
+        """
+        xp, dtype, wd = self._pair(q, "wasserstein2")
+        args = _core._upcast(xp, wd, self._loc, self.scale, q._loc, q.scale)
+        return self._batch_result(_core.wasserstein2(*args, xp), dtype, q)
+
+    # -- sampling ------------------------------------------------------------------
+
+    def reparameterize(self, eps):
+        """``loc + scale * eps``: a sample from standard normal noise `eps`.
+
+        The same noise gives the same sample on every backend, and gradients
+        flow to `loc` and the spread parameter.
+
+        Parameters
+        ----------
+        eps : array of shape (*sample_shape, *batch_shape, d)
+            Standard normal noise.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.array([1.0, 2.0]), np.array([0.5, 3.0]))
+        >>> d.reparameterize(np.array([2.0, -1.0]))
+        array([ 2., -1.])
+        """
+        eps = self._value(eps, "eps")
+        return self._loc + self.scale * eps
+
+    def sample(self, sample_shape=(), *, seed=None):
+        """Draw samples of shape ``(*sample_shape, *batch_shape, d)``.
+
+        Parameters
+        ----------
+        sample_shape : int or tuple of int
+            Leading shape of independent draws.
+        seed : optional
+            The library's own source of randomness: a ``numpy.random.Generator``
+            or an int for NumPy (None: fresh entropy); a ``torch.Generator``, an
+            int, or None (torch's global generator) for PyTorch; a
+            ``jax.random`` key (typed or legacy) or an int for JAX, where a key
+            is required.
+
+        Raises
+        ------
+        SeedError
+            A seed the library cannot use, or no key for JAX arrays.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+        >>> d.sample((4,), seed=np.random.default_rng(0)).shape
+        (4, 2)
+        """
+        return self.reparameterize(self._noise(sample_shape, seed))
+
+    def _noise(self, sample_shape, seed):
+        xp = self._ns()
+        shape = (*normalize_sample_shape(sample_shape), *self.batch_shape, self._loc.shape[-1])
+        return self._be.normal(seed, shape, self.dtype, self.device, xp)
+
+    def sample_and_log_prob(self, sample_shape=(), *, seed=None):
+        """Draw samples and their log densities together.
+
+        The log density comes from the noise directly
+        (``-0.5 * sum(eps**2) - sum(log scale) - d/2 log 2 pi``), which is
+        cheaper and more accurate than `log_prob` of the sample.
+
+        Returns
+        -------
+        (samples, log_prob) : arrays of shapes ``(*s, *batch, d)`` and ``(*s, *batch)``
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros((5, 2)), np.ones(2))
+        >>> x, lp = d.sample_and_log_prob(3, seed=0)
+        >>> x.shape, lp.shape
+        ((3, 5, 2), (3, 5))
+        """
+        eps = self._noise(sample_shape, seed)
+        xp, be = self._xp, self._be
+        x = self._loc + self.scale * eps
+        dtype = self.dtype
+        wd = work_dtype(dtype, xp)
+        (e,) = _core._upcast(xp, wd, eps)
+        lp = _core.log_prob_from(
+            be.sum_squares(e, xp, scratch=True),  # our own noise, already used for x
+            self._sum_log_scale(wd),
+            self._loc.shape[-1],
+        )
+        return x, _core._finish(lp, dtype, xp)
+
+    # -- restructuring ----------------------------------------------------------------
+
+    def __getitem__(self, index):
+        """Index the batch (never the event axis: see `marginal`).
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros((5, 3, 2)), np.ones(2))
+        >>> d[1:3].batch_shape, d[..., 0].batch_shape, d[0, 1].batch_shape
+        ((2, 3), (5,), ())
+        """
+        batch = self.batch_shape
+        idx = index if isinstance(index, tuple) else (index,)
+        used = 0
+        ellipsis = False
+        for i in idx:
+            if i is Ellipsis:
+                ellipsis = True
+            elif i is not None:
+                dtype = getattr(i, "dtype", None)
+                is_bool = dtype is not None and "bool" in str(dtype)
+                used += i.ndim if is_bool else 1
+        if used > len(batch):
+            raise IndexError(
+                f"too many indices for batch_shape={batch}: {used} given; the event axis "
+                f"cannot be indexed, use marginal(dims) for a sub-vector"
+            )
+        full = (*idx, slice(None)) if ellipsis else (*idx, Ellipsis, slice(None))
+        loc = self._full(self._loc)[full]
+        param = self._full(self._param)[full]
+        return type(self)._from_parts(loc, param, self._kind, self._validate_args)
+
+    def marginal(self, dims):
+        """The marginal distribution of some coordinates of the event.
+
+        Parameters
+        ----------
+        dims : int, slice or sequence of int
+            Event coordinates to keep, in order; negative values count from the
+            end. Repeated coordinates are refused (the result would be a
+            singular, non-diagonal Gaussian).
+
+        Returns
+        -------
+        MultivariateNormalDiag
+            Same batch shape, event shape ``(len(dims),)``.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.arange(4.0), np.ones(4))
+        >>> d.marginal([3, 0]).loc
+        array([3., 0.])
+        """
+        d = self._loc.shape[-1]
+        xp = self._ns()
+        if isinstance(dims, slice):
+            loc, param = self._loc[..., dims], self._param[..., dims]
+        else:
+            seq = [dims] if isinstance(dims, int) else list(dims)
+            try:
+                keep = [int(k) for k in seq]
+            except TypeError:
+                raise TypeError(
+                    f"dims must be an int, a slice or a sequence of ints; got {dims!r}"
+                ) from None
+            bad = [k for k in keep if not -d <= k < d]
+            if bad:
+                raise ValueError(f"dims {bad} out of range for event size d={d}")
+            keep = [k % d for k in keep]
+            if len(set(keep)) != len(keep):
+                raise ValueError(f"dims must not repeat a coordinate; got {list(seq)}")
+            if keep == list(range(keep[0], keep[0] + len(keep))) and keep:
+                sl = slice(keep[0], keep[0] + len(keep))
+                loc, param = self._loc[..., sl], self._param[..., sl]
+            else:
+                idx = xp.asarray(keep, device=self.device)
+                loc = xp.take(self._loc, idx, axis=self._loc.ndim - 1)
+                param = xp.take(self._param, idx, axis=self._param.ndim - 1)
+        if loc.shape[-1] == 0:
+            raise ValueError(f"dims selects no coordinate: {dims!r}")
+        return type(self)._from_parts(loc, param, self._kind, self._validate_args)
+
+    def expand(self, batch_shape):
+        """The same distribution broadcast to a larger `batch_shape` (views where possible).
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> dg.MultivariateNormalDiag(np.zeros(2), np.ones(2)).expand((4, 3)).batch_shape
+        (4, 3)
+        """
+        batch_shape = tuple(int(n) for n in batch_shape)
+        current = self.batch_shape
+        if broadcast_shapes(current, batch_shape, names=("batch_shape", "new")) != batch_shape:
+            raise ValueError(f"cannot expand batch_shape={current} to {batch_shape}")
+        xp = self._ns()
+        shape = (*batch_shape, self._loc.shape[-1])
+        loc = xp.broadcast_to(self._loc, shape)
+        param = xp.broadcast_to(self._param, shape)
+        return type(self)._from_parts(loc, param, self._kind, self._validate_args)
+
+    def __repr__(self):
+        def desc(a):
+            dtype = str(a.dtype).removeprefix("torch.")
+            return f"{dtype}[{', '.join(str(n) for n in a.shape)}]"
+
+        try:
+            lib = library_name(self._ns())
+            shapes = f"batch_shape={self.batch_shape}, event_shape={self.event_shape}"
+            return (
+                f"{type(self).__name__}(loc: {desc(self._loc)}, {self._kind}: "
+                f"{desc(self._param)}; {shapes}, {lib})"
+            )
+        except Exception:  # a pytree holding placeholders, not arrays
+            return f"{type(self).__name__}(loc={self._loc!r}, {self._kind}={self._param!r})"
