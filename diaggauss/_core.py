@@ -57,6 +57,8 @@ def normalize_sample_shape(sample_shape) -> tuple:
     """``()``, an int or a sequence of non-negative ints, as a tuple."""
     if isinstance(sample_shape, int):
         sample_shape = (sample_shape,)
+    if isinstance(sample_shape, str):
+        raise TypeError(f"sample_shape must be an int or a tuple of ints; got {sample_shape!r}")
     try:
         shape = tuple(int(n) for n in sample_shape)
     except TypeError:

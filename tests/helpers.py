@@ -33,7 +33,7 @@ def asarray(xp, a, dtype=None):
     if name_of(xp) == "torch":
         import torch
 
-        t = torch.from_numpy(np.ascontiguousarray(a))
+        t = torch.from_numpy(np.array(a, copy=True, order="C"))
         return t if dtype is None else t.to(dtype)
     out = xp.asarray(a)
     return out if dtype is None else xp.astype(out, dtype)

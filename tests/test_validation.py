@@ -1,0 +1,205 @@
+"""Bad input: a clear exception naming the argument, what it got and what it expected."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import asarray
+
+import diaggauss as dg
+
+MVN = dg.MultivariateNormalDiag
+
+
+@pytest.fixture
+def xpc(xp, backend):
+    """Backends with concrete values; Dask is lazy and has its own test below."""
+    if str(backend) == "dask":
+        pytest.skip("Dask arrays are lazy: value checks would compute the graph")
+    return xp
+
+
+def test_dask_skips_value_checks_but_not_shapes():
+    da = pytest.importorskip("dask.array")
+    d = MVN(da.zeros(2), da.asarray(np.array([-1.0, 1.0])))
+    assert d.batch_shape == ()
+    with pytest.raises(ValueError, match="do not broadcast"):
+        MVN(da.zeros((5, 2)), da.ones((3, 2)))
+    with pytest.raises(ValueError, match="event size d=2"):
+        d.log_prob(da.zeros(3))
+
+
+def _bad(value, shape=(3, 2), at=(1, 0)):
+    a = np.ones(shape)
+    a[at] = value
+    return a
+
+
+@pytest.mark.parametrize(
+    ("ctor", "name", "value", "expected"),
+    [
+        (MVN, "scale", -1.0, "positive and finite"),
+        (MVN, "scale", 0.0, "positive and finite"),
+        (MVN, "scale", math.nan, "positive and finite"),
+        (MVN, "scale", math.inf, "positive and finite"),
+        (MVN.from_variance, "variance", -2.0, "positive and finite"),
+        (MVN.from_variance, "variance", 0.0, "positive and finite"),
+        (MVN.from_variance, "variance", math.inf, "positive and finite"),
+        (MVN.from_precision, "precision", 0.0, "positive and finite"),
+        (MVN.from_precision, "precision", math.nan, "positive and finite"),
+        (MVN.from_log_scale, "log_scale", math.inf, "finite"),
+        (MVN.from_log_scale, "log_scale", -math.inf, "finite"),
+        (MVN.from_log_scale, "log_scale", math.nan, "finite"),
+    ],
+)
+def test_bad_spread(xpc, ctor, name, value, expected):
+    loc = asarray(xpc, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=f"{name} must be {expected}") as info:
+        ctor(loc, asarray(xpc, _bad(value)))
+    message = str(info.value)
+    assert "index (1, 0)" in message
+    assert "shape (3, 2)" in message
+    assert repr(value) in message or str(value) in message
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_bad_loc(xpc, value):
+    with pytest.raises(ValueError, match="loc must be finite") as info:
+        MVN(asarray(xpc, _bad(value)), asarray(xpc, np.ones((3, 2))))
+    assert "index (1, 0)" in str(info.value)
+
+
+def test_validation_can_be_turned_off(xpc):
+    d = MVN(asarray(xpc, np.zeros(2)), asarray(xpc, np.array([-1.0, 1.0])), validate_args=False)
+    assert d.validate_args is False
+    dg.set_default_validate_args(False)
+    try:
+        d = MVN(asarray(xpc, np.zeros(2)), asarray(xpc, np.array([-1.0, 1.0])))
+        assert d.validate_args is False
+    finally:
+        dg.set_default_validate_args(True)
+    with pytest.raises(ValueError, match="scale"):
+        MVN(asarray(xpc, np.zeros(2)), asarray(xpc, np.array([-1.0, 1.0])))
+
+
+def test_set_default_validate_args_needs_a_bool():
+    with pytest.raises(TypeError, match="True or False"):
+        dg.set_default_validate_args("yes")
+
+
+def test_zero_dimensional_loc(xp):
+    with pytest.raises(ValueError, match="loc must have at least one dimension"):
+        MVN(asarray(xp, np.float64(0.0)), asarray(xp, np.ones(2)))
+    with pytest.raises(ValueError, match="loc must have at least one dimension"):
+        MVN(asarray(xp, np.float64(0.0)), 1.0)
+
+
+def test_shapes_that_do_not_broadcast(xp):
+    with pytest.raises(ValueError, match=r"loc of shape \(5, 2\) and scale of shape \(3, 2\)"):
+        MVN(asarray(xp, np.zeros((5, 2))), asarray(xp, np.ones((3, 2))))
+    with pytest.raises(ValueError, match=r"log_scale of shape \(3,\)"):
+        MVN.from_log_scale(asarray(xp, np.zeros(2)), asarray(xp, np.ones(3)))
+
+
+def test_value_with_wrong_event_size(xp):
+    d = MVN(asarray(xp, np.zeros((5, 2))), asarray(xp, np.ones(2)))
+    with pytest.raises(ValueError, match=r"event size d=2 .* got shape \(5, 3\)"):
+        d.log_prob(asarray(xp, np.zeros((5, 3))))
+    with pytest.raises(ValueError, match=r"event size d=2 .* got shape \(\)"):
+        d.log_prob(asarray(xp, np.float64(0.0)))
+    for method in ("prob", "cdf", "log_cdf", "mahalanobis", "reparameterize"):
+        with pytest.raises(ValueError, match="event size d=2"):
+            getattr(d, method)(asarray(xp, np.zeros(3)))
+
+
+def test_value_that_does_not_broadcast_with_batch(xp):
+    d = MVN(asarray(xp, np.zeros((5, 2))), asarray(xp, np.ones(2)))
+    with pytest.raises(
+        ValueError, match=r"x of shape \(3, 2\) does not broadcast with batch_shape=\(5,\)"
+    ):
+        d.log_prob(asarray(xp, np.zeros((3, 2))))
+
+
+def test_mixed_libraries_name_both():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"loc is a numpy array .* scale is a torch array"):
+        MVN(np.zeros(2), torch.ones(2))
+    d = MVN(torch.zeros(2), torch.ones(2))
+    with pytest.raises(TypeError, match=r"loc is a torch array .* x is a numpy array"):
+        d.log_prob(np.zeros(2))
+    q = MVN(np.zeros(2), np.ones(2))
+    with pytest.raises(TypeError, match=r"torch .* numpy"):
+        d.kl_divergence(q)
+
+
+def test_mixed_jax_and_numpy():
+    jnp = pytest.importorskip("jax.numpy")
+    with pytest.raises(TypeError, match=r"loc is a jax array .* scale is a numpy array"):
+        MVN(jnp.zeros(2), np.ones(2))
+
+
+def test_not_an_array():
+    with pytest.raises(TypeError, match="scale must be an array"):
+        MVN(np.zeros(2), "one")
+
+
+def test_complex_refused():
+    with pytest.raises(TypeError, match="loc must be real"):
+        MVN(np.zeros(2, dtype=complex), np.ones(2))
+
+
+def test_kl_with_other_types_and_sizes(xp):
+    p = MVN(asarray(xp, np.zeros(2)), asarray(xp, np.ones(2)))
+    with pytest.raises(TypeError, match="another MultivariateNormalDiag"):
+        p.kl_divergence("q")
+    q = MVN(asarray(xp, np.zeros(3)), asarray(xp, np.ones(3)))
+    with pytest.raises(ValueError, match="event sizes differ"):
+        p.kl_divergence(q)
+    r = MVN(asarray(xp, np.zeros((4, 2))), asarray(xp, np.ones(2)))
+    s = MVN(asarray(xp, np.zeros((3, 2))), asarray(xp, np.ones(2)))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        r.wasserstein2(s)
+
+
+def test_bad_sample_shape(xp):
+    d = MVN(asarray(xp, np.zeros(2)), asarray(xp, np.ones(2)))
+    with pytest.raises(TypeError, match="sample_shape"):
+        d.sample("3", seed=0)
+
+
+def test_functional_kernels_validate(xpc):
+    with pytest.raises(ValueError, match="scale must be positive"):
+        dg.log_prob(
+            asarray(xpc, np.zeros(2)),
+            asarray(xpc, np.zeros(2)),
+            asarray(xpc, np.array([1.0, 0.0])),
+        )
+    with pytest.raises(ValueError, match="scale must be positive"):
+        dg.entropy(asarray(xpc, np.array([1.0, -1.0])))
+    with pytest.raises(ValueError, match="at least one dimension"):
+        dg.entropy(asarray(xpc, np.float64(1.0)))
+
+
+def test_only_one_host_sync_when_valid():
+    """Validation reads the device once: count the reads through the backend hook."""
+    from diaggauss import _backend
+
+    class Counting(_backend.Backend):
+        name = "counting"
+        calls = 0
+
+        def all_true(self, condition):
+            Counting.calls += 1
+            return bool(condition)
+
+    xp = _backend.get_namespace(("loc", np.zeros(1)))
+    real = _backend.backend_for(xp)
+    _backend._BY_NAMESPACE[id(xp)] = (xp, Counting())
+    try:
+        MVN(np.zeros((4, 3)), np.ones((4, 3)))
+        MVN.from_log_scale(np.zeros((4, 3)), np.zeros(3))
+    finally:
+        _backend._BY_NAMESPACE[id(xp)] = (xp, real)
+    assert Counting.calls == 2
