@@ -168,6 +168,26 @@ def prepare(loc, param, kind, xp):
     return loc, param, shape[:-1], d
 
 
+def check_value_shape(name, shape, batch_shape, d):
+    """Raise a `ValueError` unless `shape` is ``(*sample, *batch, d)`` up to broadcasting."""
+    shape = tuple(shape)
+    if not shape or shape[-1] != d:
+        raise ValueError(
+            f"{name} must have the event size d={d} as its last axis, shape "
+            f"(*sample_shape, *batch_shape, {d}) with batch_shape={tuple(batch_shape)}; "
+            f"got shape {shape}"
+        )
+    batch_shape = tuple(batch_shape)
+    if shape[:-1] != batch_shape:
+        try:
+            broadcast_shapes(shape[:-1], batch_shape)
+        except ValueError:
+            raise ValueError(
+                f"{name} of shape {shape} does not broadcast with batch_shape={batch_shape}: "
+                f"expected (*sample_shape, *batch_shape, {d}) or shapes broadcastable to it"
+            ) from None
+
+
 def _device(a):
     import array_api_compat
 

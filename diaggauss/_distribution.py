@@ -11,7 +11,8 @@ from ._backend import (
     get_namespace,
     library_name,
 )
-from ._core import broadcast_shapes, normalize_sample_shape, work_dtype
+from ._core import broadcast_shapes, normalize_sample_shape
+from ._math import DiagGaussianMath
 
 __all__ = ["MultivariateNormalDiag", "get_default_validate_args", "set_default_validate_args"]
 
@@ -60,7 +61,7 @@ _SPREAD_DOC = {
 }
 
 
-class MultivariateNormalDiag:
+class MultivariateNormalDiag(DiagGaussianMath):
     r"""A batch of multivariate normal distributions with diagonal covariance.
 
     ``N(loc, diag(scale**2))`` over the last axis of `loc`, batched over the
@@ -263,16 +264,6 @@ class MultivariateNormalDiag:
 
     # -- parameters ----------------------------------------------------------
 
-    def _derived(self, name, convert):
-        """A derived parameter, cached when concrete (a tracer must not outlive its trace)."""
-        value = self._cache.get(name)
-        if value is None:
-            xp = self._ns()
-            value = convert(self._param, self._kind, xp)
-            if self._be.can_cache(value):
-                self._cache[name] = value
-        return value
-
     @property
     def loc(self):
         """The means, as given (shape ``(..., d)``)."""
@@ -281,50 +272,27 @@ class MultivariateNormalDiag:
     @property
     def scale(self):
         """The standard deviations, with the shape the spread was given in."""
-        return self._param if self._kind == "scale" else self._derived("scale", _core.scale_of)
+        return self._scale()
 
     @property
     def log_scale(self):
         """``log(scale)``: the parameter itself for `from_log_scale`, else derived."""
-        if self._kind == "log_scale":
-            return self._param
-        return self._derived("log_scale", _core.log_scale_of)
+        return self._log_scale()
 
     @property
     def variance(self):
         """``scale**2``, with the shape the spread was given in."""
-        if self._kind == "variance":
-            return self._param
-        return self._derived("variance", _core.variance_of)
+        return self._variance()
 
     @property
     def precision(self):
         """``1 / scale**2``, with the shape the spread was given in."""
-        if self._kind == "precision":
-            return self._param
-        return self._derived("precision", _core.precision_of)
+        return self._precision()
 
     @property
     def parameterization(self) -> str:
         """How the spread was given: "scale", "log_scale", "variance" or "precision"."""
         return self._kind
-
-    def _inv_scale(self):
-        return self._derived("inv_scale", _core.inv_scale_of)
-
-    def _spread(self):
-        """``(scale, False)`` to divide by, or ``(1 / scale, True)`` to multiply with."""
-        if self._kind == "scale":
-            return self._param, False
-        return self._inv_scale(), True
-
-    def _sum_log_scale(self, wd):
-        value = self._derived("sum_log_scale", _core.sum_log_scale)
-        if value.dtype != wd:
-            # x of a wider dtype than the distribution: recompute at that precision.
-            xp = self._xp
-            value = xp.sum(_core.log_scale_of(xp.astype(self._param, wd), self._kind, xp), axis=-1)
-        return value
 
     # -- shapes ----------------------------------------------------------------
 
@@ -398,33 +366,8 @@ class MultivariateNormalDiag:
                 x = xp.astype(x, self._loc.dtype)
         else:
             x = _core.as_float_array(name, x, xp, dtype=self._loc.dtype, device=self.device)
-        shape = tuple(x.shape)
-        d = self._loc.shape[-1]
-        if not shape or shape[-1] != d:
-            raise ValueError(
-                f"{name} must have the event size d={d} as its last axis, shape "
-                f"(*sample_shape, *batch_shape, {d}) with batch_shape={self.batch_shape}; "
-                f"got shape {shape}"
-            )
-        batch = self.batch_shape
-        if shape[:-1] != batch:
-            try:
-                broadcast_shapes(shape[:-1], batch)
-            except ValueError:
-                raise ValueError(
-                    f"{name} of shape {shape} does not broadcast with batch_shape={batch}: "
-                    f"expected (*sample_shape, *batch_shape, {d}) or shapes broadcastable to it"
-                ) from None
+        _core.check_value_shape(name, x.shape, self.batch_shape, self._loc.shape[-1])
         return x
-
-    def _prepared(self, x):
-        """`x` checked, with the result dtype and the working copies of what log_prob needs."""
-        xp = self._xp
-        dtype = self._loc.dtype if x.dtype == self._loc.dtype else xp.result_type(x, self._loc)
-        wd = work_dtype(dtype, xp)
-        spread, inverse = self._spread()
-        x, loc, spread = _core._upcast(xp, wd, x, self._loc, spread)
-        return x, loc, spread, inverse, dtype, wd
 
     def log_prob(self, x):
         """Log density at `x`.
@@ -446,12 +389,7 @@ class MultivariateNormalDiag:
         >>> bool(np.isclose(d.log_prob(np.zeros(3)), -1.5 * np.log(2 * np.pi)))
         True
         """
-        x = self._value(x)
-        x, loc, spread, inverse, dtype, wd = self._prepared(x)
-        xp, be = self._xp, self._be
-        maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, be)
-        out = _core.log_prob_from(maha, self._sum_log_scale(wd), self._loc.shape[-1])
-        return _core._finish(out, dtype, xp)
+        return self._log_prob(self._value(x))
 
     def prob(self, x):
         """Density at `x`, ``exp(log_prob(x))``.
@@ -463,10 +401,7 @@ class MultivariateNormalDiag:
         >>> round(float(d.prob(np.zeros(1))), 6)
         0.398942
         """
-        return self._xp_exp(self.log_prob(x))
-
-    def _xp_exp(self, a):
-        return self._ns().exp(a)
+        return self._ns().exp(self.log_prob(x))
 
     def mahalanobis(self, x):
         """The Mahalanobis distance ``sqrt(sum(((x - loc) / scale)**2))`` (not squared).
@@ -478,11 +413,7 @@ class MultivariateNormalDiag:
         >>> float(d.mahalanobis(np.array([3.0, 8.0])))
         5.0
         """
-        x = self._value(x)
-        x, loc, spread, inverse, dtype, _ = self._prepared(x)
-        xp = self._xp
-        maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, self._be)
-        return _core._finish(xp.sqrt(maha), dtype, xp)
+        return self._mahalanobis(self._value(x))
 
     def log_cdf(self, x):
         """Log of ``P(X <= x)`` (every coordinate at once), accurate far in the tails.
@@ -494,10 +425,7 @@ class MultivariateNormalDiag:
         >>> float(d.log_cdf(np.array([-40.0])))  # log Phi(-40), no underflow
         -804.6084420137538
         """
-        x = self._value(x)
-        x, loc, spread, inverse, dtype, _ = self._prepared(x)
-        xp = self._xp
-        return _core._finish(_core.log_cdf(x, loc, spread, inverse, xp, self._be), dtype, xp)
+        return self._log_cdf(self._value(x))
 
     def cdf(self, x):
         """``P(X <= x)``, the product of the coordinates' normal CDFs.
@@ -509,7 +437,7 @@ class MultivariateNormalDiag:
         >>> float(d.cdf(np.zeros(2)))
         0.25
         """
-        return self._xp_exp(self.log_cdf(x))
+        return self._ns().exp(self.log_cdf(x))
 
     def entropy(self):
         """Differential entropy, shape `batch_shape`.
@@ -521,29 +449,28 @@ class MultivariateNormalDiag:
         >>> bool(np.isclose(d.entropy(), 1 + np.log(2 * np.pi)))
         True
         """
-        xp = self._ns()
-        wd = work_dtype(self.dtype, xp)
-        out = _core.entropy_from(self._sum_log_scale(wd), self._loc.shape[-1])
-        out = _core._finish(out, self.dtype, xp)
-        batch = self.batch_shape
-        return out if tuple(out.shape) == batch else xp.broadcast_to(out, batch)
+        return self._to_batch(self._entropy(), self.batch_shape)
+
+    def _to_batch(self, out, batch):
+        return out if tuple(out.shape) == batch else self._ns().broadcast_to(out, batch)
 
     # -- two distributions -------------------------------------------------------
 
-    def _pair(self, q, what):
+    def _other(self, q, what):
+        """Check `q` against self; return the broadcast batch shape."""
         if not isinstance(q, MultivariateNormalDiag):
             raise TypeError(
                 f"{what} needs another MultivariateNormalDiag; got {type(q).__qualname__}"
             )
-        xp = self._ns()
-        get_namespace(("p.loc", self._loc), ("q.loc", q._loc))
+        self._ns()
         q._ns()
+        get_namespace(("p.loc", self._loc), ("q.loc", q._loc))
         dp, dq = self._loc.shape[-1], q._loc.shape[-1]
         if dp != dq:
             raise ValueError(f"{what}: event sizes differ, p has d={dp} and q has d={dq}")
-        broadcast_shapes(self.batch_shape, q.batch_shape, names=("p.batch_shape", "q.batch_shape"))
-        dtype = self.dtype if self.dtype == q.dtype else xp.result_type(self._loc, q._loc)
-        return xp, dtype, work_dtype(dtype, xp)
+        return broadcast_shapes(
+            self.batch_shape, q.batch_shape, names=("p.batch_shape", "q.batch_shape")
+        )
 
     def kl_divergence(self, q):
         """``KL(self || q)``, exact, in O(d) per pair.
@@ -569,18 +496,8 @@ class MultivariateNormalDiag:
         >>> float(p.kl_divergence(q))
         1.0
         """
-        xp, dtype, wd = self._pair(q, "kl_divergence")
-        loc_p, ls_p, loc_q, ls_q, inv_q = _core._upcast(
-            xp, wd, self._loc, self.log_scale, q._loc, q.log_scale, q._inv_scale()
-        )
-        out = _core.kl_divergence(loc_p, ls_p, loc_q, ls_q, inv_q, xp)
-        return self._batch_result(out, dtype, q)
-
-    def _batch_result(self, out, dtype, q):
-        xp = self._xp
-        out = _core._finish(out, dtype, xp)
-        batch = broadcast_shapes(self.batch_shape, q.batch_shape)
-        return out if tuple(out.shape) == batch else xp.broadcast_to(out, batch)
+        batch = self._other(q, "kl_divergence")
+        return self._to_batch(self._kl(q), batch)
 
     def cross_entropy(self, q):
         """Cross-entropy ``H(self, q) = -E_self[log q(X)] = entropy + KL(self || q)``.
@@ -592,12 +509,8 @@ class MultivariateNormalDiag:
         >>> bool(np.isclose(p.cross_entropy(p), p.entropy()))
         True
         """
-        xp, dtype, wd = self._pair(q, "cross_entropy")
-        loc_p, ls_p, loc_q, ls_q, inv_q = _core._upcast(
-            xp, wd, self._loc, self.log_scale, q._loc, q.log_scale, q._inv_scale()
-        )
-        out = _core.cross_entropy(loc_p, ls_p, loc_q, ls_q, inv_q, xp)
-        return self._batch_result(out, dtype, q)
+        batch = self._other(q, "cross_entropy")
+        return self._to_batch(self._cross_entropy(q), batch)
 
     def wasserstein2(self, q):
         """The 2-Wasserstein distance to `q` (the distance, not its square).
@@ -612,9 +525,8 @@ class MultivariateNormalDiag:
         >>> float(p.wasserstein2(q))
         5.0
         """
-        xp, dtype, wd = self._pair(q, "wasserstein2")
-        args = _core._upcast(xp, wd, self._loc, self.scale, q._loc, q.scale)
-        return self._batch_result(_core.wasserstein2(*args, xp), dtype, q)
+        batch = self._other(q, "wasserstein2")
+        return self._to_batch(self._wasserstein2(q), batch)
 
     # -- sampling ------------------------------------------------------------------
 
@@ -636,8 +548,7 @@ class MultivariateNormalDiag:
         >>> d.reparameterize(np.array([2.0, -1.0]))
         array([ 2., -1.])
         """
-        eps = self._value(eps, "eps")
-        return self._loc + self.scale * eps
+        return self._reparameterize(self._value(eps, "eps"))
 
     def sample(self, sample_shape=(), *, seed=None):
         """Draw samples of shape ``(*sample_shape, *batch_shape, d)``.
@@ -665,7 +576,7 @@ class MultivariateNormalDiag:
         >>> d.sample((4,), seed=np.random.default_rng(0)).shape
         (4, 2)
         """
-        return self.reparameterize(self._noise(sample_shape, seed))
+        return self._reparameterize(self._noise(sample_shape, seed))
 
     def _noise(self, sample_shape, seed):
         xp = self._ns()
@@ -692,17 +603,8 @@ class MultivariateNormalDiag:
         ((3, 5, 2), (3, 5))
         """
         eps = self._noise(sample_shape, seed)
-        xp, be = self._xp, self._be
-        x = self._loc + self.scale * eps
-        dtype = self.dtype
-        wd = work_dtype(dtype, xp)
-        (e,) = _core._upcast(xp, wd, eps)
-        lp = _core.log_prob_from(
-            be.sum_squares(e, xp, scratch=True),  # our own noise, already used for x
-            self._sum_log_scale(wd),
-            self._loc.shape[-1],
-        )
-        return x, _core._finish(lp, dtype, xp)
+        x = self._reparameterize(eps)
+        return x, self._log_prob_of_noise(eps, scratch=True)
 
     # -- restructuring ----------------------------------------------------------------
 

@@ -1,0 +1,150 @@
+"""The methods' bodies, shared by every distribution class.
+
+`DiagGaussianMath` is a mixin: the neutral `MultivariateNormalDiag` and the
+``torch.distributions`` adapter both inherit it, so each formula exists once.
+A class using it provides ``_loc``, ``_param`` (the spread as given), ``_kind``
+(its parameterisation), ``_cache`` (a dict), ``_be`` (the backend hooks) and
+``_ns()`` (the namespace). Inputs reaching these methods are already checked
+arrays of that namespace; results are not yet broadcast to the batch shape.
+"""
+
+from __future__ import annotations
+
+from . import _core
+from ._core import work_dtype
+
+
+class DiagGaussianMath:
+    """Derived parameters with caching, and the kernels applied to them."""
+
+    __slots__ = ()
+
+    # -- derived parameters ----------------------------------------------------
+
+    def _derived(self, name, convert):
+        """A derived parameter, cached when the backend allows (never a tracer)."""
+        value = self._cache.get(name)
+        if value is None:
+            value = convert(self._param, self._kind, self._ns())
+            if self._be.can_cache(value):
+                self._cache[name] = value
+        return value
+
+    def _scale(self):
+        return self._param if self._kind == "scale" else self._derived("scale", _core.scale_of)
+
+    def _log_scale(self):
+        if self._kind == "log_scale":
+            return self._param
+        return self._derived("log_scale", _core.log_scale_of)
+
+    def _variance(self):
+        if self._kind == "variance":
+            return self._param
+        return self._derived("variance", _core.variance_of)
+
+    def _precision(self):
+        if self._kind == "precision":
+            return self._param
+        return self._derived("precision", _core.precision_of)
+
+    def _inv_scale(self):
+        return self._derived("inv_scale", _core.inv_scale_of)
+
+    def _spread(self):
+        """``(scale, False)`` to divide by, or ``(1 / scale, True)`` to multiply with."""
+        if self._kind == "scale":
+            return self._param, False
+        return self._inv_scale(), True
+
+    def _sum_log_scale(self, wd):
+        """``sum(log scale)`` over the event axis, in working dtype `wd`."""
+        value = self._derived("sum_log_scale", _core.sum_log_scale)
+        if value.dtype != wd:
+            # A point of a wider dtype than the distribution: recompute at its precision.
+            xp = self._ns()
+            value = xp.sum(_core.log_scale_of(xp.astype(self._param, wd), self._kind, xp), axis=-1)
+        return value
+
+    # -- one distribution ------------------------------------------------------
+
+    def _dtypes(self, x):
+        """The result dtype for point `x` and the dtype to compute in."""
+        loc_dtype = self._loc.dtype
+        dtype = loc_dtype if x.dtype == loc_dtype else self._ns().result_type(x, self._loc)
+        return dtype, work_dtype(dtype, self._ns())
+
+    def _standardized_inputs(self, x):
+        dtype, wd = self._dtypes(x)
+        spread, inverse = self._spread()
+        x, loc, spread = _core._upcast(self._ns(), wd, x, self._loc, spread)
+        return x, loc, spread, inverse, dtype, wd
+
+    def _log_prob(self, x):
+        x, loc, spread, inverse, dtype, wd = self._standardized_inputs(x)
+        xp = self._ns()
+        maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, self._be)
+        out = _core.log_prob_from(maha, self._sum_log_scale(wd), self._loc.shape[-1])
+        return _core._finish(out, dtype, xp)
+
+    def _mahalanobis(self, x):
+        x, loc, spread, inverse, dtype, _ = self._standardized_inputs(x)
+        xp = self._ns()
+        maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, self._be)
+        return _core._finish(xp.sqrt(maha), dtype, xp)
+
+    def _log_cdf(self, x):
+        x, loc, spread, inverse, dtype, _ = self._standardized_inputs(x)
+        xp = self._ns()
+        return _core._finish(_core.log_cdf(x, loc, spread, inverse, xp, self._be), dtype, xp)
+
+    def _entropy(self):
+        xp = self._ns()
+        dtype = self._loc.dtype
+        out = _core.entropy_from(self._sum_log_scale(work_dtype(dtype, xp)), self._loc.shape[-1])
+        return _core._finish(out, dtype, xp)
+
+    def _reparameterize(self, eps):
+        return self._loc + self._scale() * eps
+
+    def _log_prob_of_noise(self, eps, *, scratch=False):
+        """Log density of ``loc + scale * eps`` computed from the noise itself.
+
+        `scratch`: `eps` is the caller's own temporary and may be overwritten.
+        """
+        xp = self._ns()
+        dtype = self._loc.dtype
+        wd = work_dtype(dtype, xp)
+        (e,) = _core._upcast(xp, wd, eps)
+        maha = self._be.sum_squares(e, xp, scratch=scratch or e is not eps)
+        out = _core.log_prob_from(maha, self._sum_log_scale(wd), self._loc.shape[-1])
+        return _core._finish(out, dtype, xp)
+
+    # -- two distributions -----------------------------------------------------
+
+    def _pair_dtypes(self, q):
+        xp = self._ns()
+        dtype = self._loc.dtype
+        if q._loc.dtype != dtype:
+            dtype = xp.result_type(self._loc, q._loc)
+        return xp, dtype, work_dtype(dtype, xp)
+
+    def _kl(self, q):
+        """``KL(self || q)``, batch shapes broadcast by the arithmetic."""
+        xp, dtype, wd = self._pair_dtypes(q)
+        args = _core._upcast(
+            xp, wd, self._loc, self._log_scale(), q._loc, q._log_scale(), q._inv_scale()
+        )
+        return _core._finish(_core.kl_divergence(*args, xp), dtype, xp)
+
+    def _cross_entropy(self, q):
+        xp, dtype, wd = self._pair_dtypes(q)
+        args = _core._upcast(
+            xp, wd, self._loc, self._log_scale(), q._loc, q._log_scale(), q._inv_scale()
+        )
+        return _core._finish(_core.cross_entropy(*args, xp), dtype, xp)
+
+    def _wasserstein2(self, q):
+        xp, dtype, wd = self._pair_dtypes(q)
+        args = _core._upcast(xp, wd, self._loc, self._scale(), q._loc, q._scale())
+        return _core._finish(_core.wasserstein2(*args, xp), dtype, xp)
