@@ -81,6 +81,24 @@ class Backend:
         """Read a 0-d boolean array on the host (the one sync of validation)."""
         return bool(condition)
 
+    def values_ok(self, dist) -> bool:
+        """Whether `dist`'s loc is finite and its spread valid: one host read.
+
+        May answer False for valid values (the core then runs the exact,
+        slower check); must never answer True for invalid ones.
+        """
+        from ._core import values_ok
+
+        return values_ok(dist._loc, dist._param, dist._kind, dist._ns(), self)
+
+    def difference(self, x, loc):
+        """``x - loc`` as a temporary the caller will overwrite and drop (never return)."""
+        return x - loc
+
+    def add_scaled(self, b, a, alpha):
+        """``b + alpha * a``, for libraries that fuse it."""
+        return b + alpha * a
+
     def log_ndtr(self, x, xp):
         """Elementwise ``log(Phi(x))`` of the standard normal CDF."""
         return log_ndtr_standard(x, xp)

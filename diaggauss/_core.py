@@ -209,11 +209,14 @@ def param_ok(param, kind, xp):
     return (param > 0) & (param < math.inf)
 
 
-def validate(loc, param, kind, xp, be):
-    """Raise a `ValueError` naming the first bad argument; one host sync when all is well."""
+def values_ok(loc, param, kind, xp, be) -> bool:
+    """Whether `loc` is finite and the spread valid, in one host read."""
     ok = xp.all(xp.isfinite(loc)) & xp.all(param_ok(param, kind, xp))
-    if be.all_true(ok):
-        return
+    return be.all_true(ok)
+
+
+def explain_invalid(loc, param, kind, xp):
+    """Raise a `ValueError` naming the first bad argument, if there is one."""
     check_array("loc", loc, xp.isfinite(loc), "finite", xp)
     check_array(kind, param, param_ok(param, kind, xp), _CONSTRAINT[kind], xp)
 
@@ -285,7 +288,7 @@ def precision_of(param, kind, xp):
 
 
 def sum_log_scale(param, kind, xp):
-    """``sum(log scale)`` over the event axis, the half log-determinant."""
+    """``sum(log scale)`` over the event axis, the half log-determinant, in the working dtype."""
     wd = work_dtype(param.dtype, xp)
     if wd != param.dtype:
         param = xp.astype(param, wd)
@@ -309,10 +312,12 @@ def _finish(out, dtype, xp):
 def standardize(x, loc, spread, inverse, xp, be):
     """``(x - loc) / scale`` (``inverse`` False) or ``(x - loc) * inv_scale``.
 
-    Writes into the fresh ``x - loc`` temporary where the library allows it
-    and no broadcasting would change its shape: one allocation, not two.
+    Writes into the ``x - loc`` temporary where the library allows it and no
+    broadcasting would change its shape: one allocation, not two. The result
+    may be a reused buffer (`Backend.difference`): callers reduce it and never
+    return it.
     """
-    z = x - loc
+    z = be.difference(x, loc)
     if be.inplace and be.can_update(z, spread) and _fits(spread.shape, z.shape):
         if inverse:
             z *= spread
@@ -335,9 +340,14 @@ def mahalanobis_sq(x, loc, spread, inverse, xp, be):
     return be.sum_squares(standardize(x, loc, spread, inverse, xp, be), xp, scratch=True)
 
 
-def log_prob_from(maha_sq, sum_log, d):
-    """Log density from the squared Mahalanobis distance and ``sum(log scale)``."""
-    return -0.5 * maha_sq - (sum_log + d * HALF_LOG_2PI)
+def neg_log_normalizer(sum_log, d):
+    """``-(sum(log scale) + d/2 log 2 pi)``: the log density at the mode."""
+    return (-d * HALF_LOG_2PI) - sum_log
+
+
+def log_prob_from(maha_sq, neg_log_norm, be):
+    """Log density from the squared Mahalanobis distance: ``neg_log_norm - maha_sq / 2``."""
+    return be.add_scaled(neg_log_norm, maha_sq, -0.5)
 
 
 def entropy_from(sum_log, d):

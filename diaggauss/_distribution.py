@@ -233,7 +233,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         self._cache = {}
         validate = _DEFAULTS["validate_args"] if validate_args is None else validate_args
         if validate and be.is_concrete(loc) and be.is_concrete(param):
-            _core.validate(loc, param, kind, xp, be)
+            self._validate()
 
     @classmethod
     def _from_parts(cls, loc, param, kind, validate_args=None):

@@ -125,12 +125,12 @@ def entropy(scale, *, xp=None, validate_args=None):
         raise ValueError("scale must have at least one dimension, the event axis; got a 0-d array")
     validate = get_default_validate_args() if validate_args is None else validate_args
     be = backend_for(xp)
-    if validate and be.is_concrete(scale):
-        ok = xp.all(_core.param_ok(scale, "scale", xp))
-        if not be.all_true(ok):
-            _core.check_array(
-                "scale", scale, _core.param_ok(scale, "scale", xp), "positive and finite", xp
-            )
+    if (
+        validate
+        and be.is_concrete(scale)
+        and not be.all_true(xp.all(_core.param_ok(scale, "scale", xp)))
+    ):
+        _core.explain_invalid(xp.zeros_like(scale), scale, "scale", xp)
     out = _core.entropy_from(_core.sum_log_scale(scale, "scale", xp), scale.shape[-1])
     return _core._finish(out, scale.dtype, xp)
 

@@ -10,8 +10,13 @@ arrays of that namespace; results are not yet broadcast to the batch shape.
 
 from __future__ import annotations
 
+import math
+
 from . import _core
 from ._core import work_dtype
+
+# Scales with at least this many elements are inverted once and multiplied with.
+_INVERT_FROM = 1 << 16
 
 
 class DiagGaussianMath:
@@ -52,19 +57,52 @@ class DiagGaussianMath:
         return self._derived("inv_scale", _core.inv_scale_of)
 
     def _spread(self):
-        """``(scale, False)`` to divide by, or ``(1 / scale, True)`` to multiply with."""
-        if self._kind == "scale":
+        """``(scale, False)`` to divide by, or ``(1 / scale, True)`` to multiply with.
+
+        A small given scale is divided by (one op fewer on the per-step path);
+        a large one is inverted once and multiplied with, which is faster per
+        element and pays off from the second call.
+        """
+        if self._kind == "scale" and math.prod(self._param.shape) < _INVERT_FROM:
             return self._param, False
         return self._inv_scale(), True
 
     def _sum_log_scale(self, wd):
         """``sum(log scale)`` over the event axis, in working dtype `wd`."""
-        value = self._derived("sum_log_scale", _core.sum_log_scale)
+        cache = self._cache
+        value = cache.get("sum_log_scale")
+        if value is None:
+            xp = self._ns()
+            if self._param.dtype == wd:
+                # from the elementwise log-scale, which validation may have made already
+                value = xp.sum(self._log_scale(), axis=-1)
+            else:
+                value = _core.sum_log_scale(self._param, self._kind, xp)
+            if self._be.can_cache(value):
+                cache["sum_log_scale"] = value
         if value.dtype != wd:
             # A point of a wider dtype than the distribution: recompute at its precision.
             xp = self._ns()
             value = xp.sum(_core.log_scale_of(xp.astype(self._param, wd), self._kind, xp), axis=-1)
         return value
+
+    def _neg_log_normalizer(self, wd):
+        """``-(sum(log scale) + d/2 log 2 pi)``, cached like ``sum(log scale)``."""
+        cache = self._cache
+        value = cache.get("neg_log_normalizer")
+        if value is None or value.dtype != wd:
+            value = _core.neg_log_normalizer(self._sum_log_scale(wd), self._loc.shape[-1])
+            if value.dtype == self._cache.get("sum_log_scale", value).dtype and self._be.can_cache(
+                value
+            ):
+                cache["neg_log_normalizer"] = value
+        return value
+
+    def _validate(self):
+        """Raise a `ValueError` on a non-finite loc or an invalid spread."""
+        if self._be.values_ok(self):
+            return
+        _core.explain_invalid(self._loc, self._param, self._kind, self._ns())
 
     # -- one distribution ------------------------------------------------------
 
@@ -75,16 +113,23 @@ class DiagGaussianMath:
         return dtype, work_dtype(dtype, self._ns())
 
     def _standardized_inputs(self, x):
-        dtype, wd = self._dtypes(x)
         spread, inverse = self._spread()
-        x, loc, spread = _core._upcast(self._ns(), wd, x, self._loc, spread)
+        loc = self._loc
+        if x.dtype == loc.dtype:
+            dtype = loc.dtype
+            wd = work_dtype(dtype, self._ns())
+            if wd == dtype:  # the common case: nothing to convert
+                return x, loc, spread, inverse, dtype, wd
+        else:
+            dtype, wd = self._dtypes(x)
+        x, loc, spread = _core._upcast(self._ns(), wd, x, loc, spread)
         return x, loc, spread, inverse, dtype, wd
 
     def _log_prob(self, x):
         x, loc, spread, inverse, dtype, wd = self._standardized_inputs(x)
         xp = self._ns()
         maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, self._be)
-        out = _core.log_prob_from(maha, self._sum_log_scale(wd), self._loc.shape[-1])
+        out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), self._be)
         return _core._finish(out, dtype, xp)
 
     def _mahalanobis(self, x):
@@ -117,7 +162,7 @@ class DiagGaussianMath:
         wd = work_dtype(dtype, xp)
         (e,) = _core._upcast(xp, wd, eps)
         maha = self._be.sum_squares(e, xp, scratch=scratch or e is not eps)
-        out = _core.log_prob_from(maha, self._sum_log_scale(wd), self._loc.shape[-1])
+        out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), self._be)
         return _core._finish(out, dtype, xp)
 
     # -- two distributions -----------------------------------------------------
