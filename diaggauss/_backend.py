@@ -95,6 +95,10 @@ class Backend:
         """``x - loc`` as a temporary the caller will overwrite and drop (never return)."""
         return x - loc
 
+    def subtract_from(self, c, a):
+        """``c - a`` for a Python number `c` (libraries that wrap scalars slowly override it)."""
+        return c - a
+
     def add_scaled(self, b, a, alpha):
         """``b + alpha * a``, for libraries that fuse it."""
         return b + alpha * a

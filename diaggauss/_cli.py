@@ -117,13 +117,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="the forum scenario on every installed framework (default)")
+    bench = sub.add_parser("bench", help="benchmark against the peers, as ratios")
+    bench.add_argument("--backends", help="comma-separated: numpy,torch,jax,python")
+    bench.add_argument("--quick", action="store_true", help="fewer shapes and rounds")
+    bench.add_argument("--out", help="directory for bench.json and PNG plots")
+    bench.add_argument("--device", default="cpu", help="cpu, or cuda for torch")
+    bench.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def bench(args, out=sys.stdout) -> int:
+    """Run the benchmark; print the table; write JSON and plots with --out."""
+    from diaggauss import bench as bench_mod
+
+    backends = args.backends.split(",") if args.backends else None
+    if args.out:
+        _check_writable(args.out)
+    try:
+        report = bench_mod.run(
+            backends,
+            quick=args.quick,
+            tiny=args.tiny,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    except bench_mod.BenchError as e:
+        raise UsageError(str(e)) from None
+    print(bench_mod.format_table(report), file=out)
+    if args.out:
+        try:
+            paths = bench_mod.write_outputs(report, args.out)
+        except bench_mod.BenchError as e:
+            raise UsageError(str(e)) from None
+        print(f"\nwrote {len(paths)} files to {args.out}", file=out)
+    return 0
+
+
+def _check_writable(path):
+    import os
+    import tempfile
+
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {path!r}: {e.strerror or e}") from None
 
 
 def main(argv=None) -> int:
     """Entry point of ``python -m diaggauss`` and the ``diaggauss`` script."""
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
+        if args.command == "bench":
+            return bench(args)
         return demo()
     except UsageError as e:
         print(f"diaggauss: error: {e}", file=sys.stderr)

@@ -340,9 +340,9 @@ def mahalanobis_sq(x, loc, spread, inverse, xp, be):
     return be.sum_squares(standardize(x, loc, spread, inverse, xp, be), xp, scratch=True)
 
 
-def neg_log_normalizer(sum_log, d):
+def neg_log_normalizer(sum_log, d, be):
     """``-(sum(log scale) + d/2 log 2 pi)``: the log density at the mode."""
-    return (-d * HALF_LOG_2PI) - sum_log
+    return be.subtract_from(-d * HALF_LOG_2PI, sum_log)
 
 
 def log_prob_from(maha_sq, neg_log_norm, be):

@@ -1,1 +1,300 @@
-"""Benchmarks (python -m diaggauss bench)."""
+"""The benchmark suite: ``python -m diaggauss bench``.
+
+Each backend runs in its own process (a fresh interpreter, threads pinned,
+``OPENBLAS_NUM_THREADS=1`` beside torch and JAX), every implementation of a
+row is timed in interleaved rounds with its rivals, and every figure is
+reported as a ratio to the peers and floors measured in the same run.
+
+Examples
+--------
+>>> from diaggauss.bench import BACKENDS
+>>> "torch" in BACKENDS
+True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["BACKENDS", "BenchError", "format_table", "run", "write_outputs"]
+
+# backend -> the module that must be importable to run it
+BACKENDS = {
+    "numpy": "numpy",
+    "torch": "torch",
+    "jax": "jax",
+    "python": "numpy",
+}
+
+
+class BenchError(Exception):
+    """A usage error: unknown backend, missing framework, unwritable output."""
+
+
+def available(backend: str) -> bool:
+    return importlib.util.find_spec(BACKENDS[backend]) is not None
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        XLA_PYTHON_CLIENT_PREALLOCATE="false",
+    )
+    return env
+
+
+def _worker(backend: str, quick: bool, tiny: bool, device: str, progress) -> list[dict]:
+    cmd = [sys.executable, "-m", "diaggauss.bench._worker", backend, "--device", device]
+    if quick:
+        cmd.append("--quick")
+    if tiny:
+        cmd.append("--tiny")
+    rows = []
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    ) as proc:
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if "count" in msg:
+                progress.add(msg["count"], backend)
+                continue
+            progress.step(backend, msg)
+            rows.append(msg)
+        stderr = proc.stderr.read()
+    if proc.returncode != 0:
+        raise BenchError(f"the {backend} worker failed: {stderr.strip().splitlines()[-1:]}")
+    return rows
+
+
+class _Progress:
+    """A tqdm bar on stderr when tqdm is installed, else one line per row."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.done = 0
+        self.total = 0
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=0, file=sys.stderr, unit="row", desc="bench")
+            except ImportError:
+                self.bar = None
+
+    def add(self, n: int, backend: str) -> None:
+        self.total += n
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    def step(self, backend: str, row: dict) -> None:
+        self.done += 1
+        label = row.get("skip") or f"{row.get('op')} {tuple(row.get('shape', ()))}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{backend}: {label}"[:60])
+            self.bar.update(1)
+        elif self.enabled:
+            print(f"[{self.done}/{self.total}] {backend}: {label}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(
+    backends: list[str] | None = None,
+    *,
+    quick: bool = False,
+    tiny: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Run the benchmark rows of `backends` (default: every installed one).
+
+    Returns
+    -------
+    dict
+        ``{"meta": ..., "rows": [...], "skipped": {...}}``, JSON-able.
+
+    Raises
+    ------
+    BenchError
+        An unknown backend, or one whose framework is not installed.
+    """
+    if backends is None:
+        backends = [b for b in BACKENDS if available(b)]
+    for b in backends:
+        if b not in BACKENDS:
+            raise BenchError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+        if not available(b):
+            raise BenchError(f"backend {b!r} needs {BACKENDS[b]}, which is not installed")
+    bar = _Progress(progress)
+    rows, skipped = [], {}
+    start = time.time()
+    try:
+        for b in backends:
+            for row in _worker(b, quick, tiny, device, bar):
+                if "skip" in row:
+                    skipped.setdefault(b, []).append(row["skip"])
+                else:
+                    rows.append(row)
+    finally:
+        bar.close()
+    return {"meta": _meta(quick, time.time() - start), "rows": rows, "skipped": skipped}
+
+
+def _meta(quick: bool, seconds: float) -> dict:
+    versions = {}
+    for name in (
+        "diaggauss",
+        "numpy",
+        "torch",
+        "jax",
+        "distrax",
+        "numpyro",
+        "tfp-nightly",
+        "scipy",
+        "scikit-learn",
+        "array-api-compat",
+    ):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:
+            continue
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "quick": quick,
+        "seconds": round(seconds, 1),
+        "versions": versions,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------
+
+
+def _fmt_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale:
+            return f"{seconds / scale:7.3g} {unit}"
+    return f"{seconds * 1e9:7.3g} ns"
+
+
+def format_table(report: dict) -> str:
+    """The report as a text table: one block per row group, then the goals."""
+    lines = []
+    for row in report["rows"]:
+        shape = tuple(row["shape"])
+        lines.append(
+            f"{row['backend']}/{row['device']}  {row['op']}  [{row['mode']}]"
+            + (f"  shape {shape}" if shape else "")
+        )
+        refs = [
+            r
+            for r in row["refs"]
+            if r in row["results"] or any(r in v["ratios"] for v in row["results"].values())
+        ]
+        for name, res in row["results"].items():
+            ratios = "  ".join(f"{res['ratios'][r]:6.2f}x {r}" for r in refs if r in res["ratios"])
+            lines.append(f"    {name:<38} {_fmt_time(res['time_s'])}   {ratios}")
+        for name, reason in row.get("skipped", {}).items():
+            lines.append(f"    {name:<38} skipped: {reason}")
+    goals = [(row, g) for row in report["rows"] for g in row.get("goals", [])]
+    if goals:
+        lines.append("")
+        lines.append("goals")
+        for row, g in goals:
+            where = f"{row['backend']} {row['op']} {tuple(row['shape']) if row['shape'] else ''}"
+            lines.append(
+                f"  {'met ' if g['met'] else 'MISS'}  {where:<34} {g['impl']} / {g['ref']}: "
+                f"{g['measured']:.3g}x (goal <= {g['max_ratio']}x, {g['source']})"
+            )
+    for backend, reasons in report.get("skipped", {}).items():
+        for reason in reasons:
+            lines.append(f"  skipped ({backend}): {reason}")
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict, out: str | os.PathLike) -> list[Path]:
+    """Write ``bench.json`` and one log-log PNG per operation to directory `out`."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "bench.json"
+        path.write_text(json.dumps(report, indent=1))
+    except OSError as e:
+        raise BenchError(f"cannot write to --out {str(out)!r}: {e.strerror or e}") from None
+    written = [path]
+    try:
+        written += _plots(report, out)
+    except ImportError:
+        print("bench: matplotlib is not installed; no plots", file=sys.stderr)
+    return written
+
+
+def _plots(report: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple, list[dict]] = {}
+    for row in report["rows"]:
+        if row["shape"]:
+            groups.setdefault((row["backend"], row["device"], row["op"], row["mode"]), []).append(
+                row
+            )
+    paths = []
+    for (backend, device, op, mode), rows in groups.items():
+        series: dict[str, list[tuple[int, float]]] = {}
+        for row in rows:
+            for name, res in row["results"].items():
+                series.setdefault(name, []).append((row["size"], res["time_s"]))
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
+        for name, points in series.items():
+            points.sort()
+            style = "--" if "floor" in name else "-"
+            width = 2.6 if name.startswith("diaggauss") else 1.3
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                style,
+                marker="o",
+                markersize=3,
+                linewidth=width,
+                label=name,
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("elements (batch x d)")
+        ax.set_ylabel("seconds per call")
+        ax.set_title(f"{backend}/{device}: {op}, {mode}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        slug = "".join(c if c.isalnum() else "_" for c in f"{backend}_{op}_{mode}").strip("_")
+        while "__" in slug:
+            slug = slug.replace("__", "_")
+        path = out / f"{slug}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
