@@ -65,9 +65,11 @@ class TorchBackend(Backend):
         # batch what was built inside them (then the object is local too).
         return True
 
-    def can_update(self, z, other) -> bool:
+    def can_update(self, z, other, *, grad_safe=True) -> bool:
         if _is_compiling():
             return True  # functionalised by the compiler
+        if not grad_safe and z.requires_grad:
+            return False  # autograd saved z itself for the backward pass
         # In-place ops on functorch-batched tensors fail when `other` is batched and `z` is not.
         return not (_is_wrapped(z) or _is_wrapped(other))
 
@@ -691,10 +693,14 @@ def _check_event(p, q):
 
 
 def _batch_of(p, q):
+    if p.batch_shape == q.batch_shape:
+        return p.batch_shape
     return torch.broadcast_shapes(p.batch_shape, q.batch_shape)
 
 
 def _expand_batch(out, p, q):
+    if out.shape == p.batch_shape == q.batch_shape:
+        return out
     batch = _batch_of(p, q)
     return out if out.shape == batch else out.expand(batch)
 

@@ -73,8 +73,12 @@ class Backend:
         """
         return True
 
-    def can_update(self, z, other) -> bool:
-        """Whether ``z op= other`` may run in place (``inplace`` being True)."""
+    def can_update(self, z, other, *, grad_safe=True) -> bool:
+        """Whether ``z op= other`` may run in place (``inplace`` being True).
+
+        `grad_safe` is False when autograd keeps `z` (the output of exp,
+        expm1, ...) for its backward pass.
+        """
         return True
 
     def all_true(self, condition) -> bool:

@@ -317,14 +317,7 @@ def standardize(x, loc, spread, inverse, xp, be):
     may be a reused buffer (`Backend.difference`): callers reduce it and never
     return it.
     """
-    z = be.difference(x, loc)
-    if be.inplace and be.can_update(z, spread) and _fits(spread.shape, z.shape):
-        if inverse:
-            z *= spread
-        else:
-            z /= spread
-        return z
-    return z * spread if inverse else z / spread
+    return _update(be.difference(x, loc), spread, "*" if inverse else "/", be)
 
 
 def _fits(small, big):
@@ -360,31 +353,62 @@ def log_cdf(x, loc, spread, inverse, xp, be):
     return xp.sum(be.log_ndtr(z, xp), axis=-1)
 
 
-def kl_divergence(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp):
+def _update(z, other, op, be, *, grad_safe=True):
+    """``z op= other`` (op one of ``*``, ``/``, ``-``) in place where allowed, else not.
+
+    `z` must be a fresh temporary. The update stays out of place when the
+    library forbids it or broadcasting would change `z`'s shape. `grad_safe`:
+    the op that made `z` does not keep its output for the backward pass (a
+    subtraction does not; exp or expm1 do), so autograd tolerates the update.
+    """
+    if (
+        be.inplace
+        and be.can_update(z, other, grad_safe=grad_safe)
+        and _fits(tuple(getattr(other, "shape", ())), tuple(z.shape))
+    ):
+        if op == "*":
+            z *= other
+        elif op == "/":
+            z /= other
+        else:
+            z -= other
+        return z
+    if op == "*":
+        return z * other
+    return z / other if op == "/" else z - other
+
+
+def kl_divergence(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp, be):
     """``KL(p || q)`` from log-scales, finite where the variances under/overflow.
 
     Per dimension, with ``t = 2 (log s_p - log s_q)``:
     ``(exp(t) - 1 - t) / 2 + ((m_p - m_q) / s_q)**2 / 2``. ``expm1`` keeps the
     first term exact for nearly equal scales, where ``exp(t) - 1`` would cancel.
+    Temporaries are updated in place where the library allows.
     """
-    t = 2.0 * (log_scale_p - log_scale_q)
-    u = (loc_p - loc_q) * inv_scale_q
-    return 0.5 * xp.sum((xp.expm1(t) - t) + u * u, axis=-1)
+    t = log_scale_p - log_scale_q
+    t = t + t
+    e = _update(xp.expm1(t), t, "-", be, grad_safe=False)
+    u = _update(be.difference(loc_p, loc_q), inv_scale_q, "*", be)
+    total = be.add_scaled(xp.sum(e, axis=-1), be.sum_squares(u, xp, scratch=True), 1.0)
+    return 0.5 * total
 
 
-def cross_entropy(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp):
+def cross_entropy(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp, be):
     """``H(p, q) = -E_p[log q]`` from log-scales."""
-    u = (loc_p - loc_q) * inv_scale_q
-    r = xp.exp(2.0 * (log_scale_p - log_scale_q))
+    u = _update(be.difference(loc_p, loc_q), inv_scale_q, "*", be)
+    t = log_scale_p - log_scale_q
+    r = xp.exp(t + t)
     d = loc_p.shape[-1] if loc_p.ndim else 1
-    return xp.sum(log_scale_q + 0.5 * (r + u * u), axis=-1) + d * HALF_LOG_2PI
+    quad = be.add_scaled(xp.sum(r, axis=-1), be.sum_squares(u, xp, scratch=True), 1.0)
+    return be.add_scaled(xp.sum(log_scale_q, axis=-1), quad, 0.5) + d * HALF_LOG_2PI
 
 
-def wasserstein2(loc_p, scale_p, loc_q, scale_q, xp):
+def wasserstein2(loc_p, scale_p, loc_q, scale_q, xp, be):
     """The 2-Wasserstein distance (not squared) between diagonal Gaussians."""
-    dm = loc_p - loc_q
-    ds = scale_p - scale_q
-    return xp.sqrt(xp.sum(dm * dm + ds * ds, axis=-1))
+    dm = be.sum_squares(be.difference(loc_p, loc_q), xp, scratch=True)
+    ds = be.sum_squares(scale_p - scale_q, xp, scratch=True)
+    return xp.sqrt(be.add_scaled(dm, ds, 1.0))
 
 
 def diag_embed(v, xp):

@@ -177,16 +177,16 @@ class DiagGaussianMath:
         args = _core._upcast(
             xp, wd, self._loc, self._log_scale(), q._loc, q._log_scale(), q._inv_scale()
         )
-        return _core._finish(_core.kl_divergence(*args, xp), dtype, xp)
+        return _core._finish(_core.kl_divergence(*args, xp, self._be), dtype, xp)
 
     def _cross_entropy(self, q):
         xp, dtype, wd = self._pair_dtypes(q)
         args = _core._upcast(
             xp, wd, self._loc, self._log_scale(), q._loc, q._log_scale(), q._inv_scale()
         )
-        return _core._finish(_core.cross_entropy(*args, xp), dtype, xp)
+        return _core._finish(_core.cross_entropy(*args, xp, self._be), dtype, xp)
 
     def _wasserstein2(self, q):
         xp, dtype, wd = self._pair_dtypes(q)
         args = _core._upcast(xp, wd, self._loc, self._scale(), q._loc, q._scale())
-        return _core._finish(_core.wasserstein2(*args, xp), dtype, xp)
+        return _core._finish(_core.wasserstein2(*args, xp, self._be), dtype, xp)
