@@ -29,6 +29,7 @@ class JaxBackend(Backend):
 
     name = "jax"
     inplace = False
+    fused_reductions = True
 
     def is_concrete(self, x) -> bool:
         return not isinstance(x, _Tracer)

@@ -60,6 +60,10 @@ class Backend:
     name = "generic"
     #: Whether a freshly computed temporary may be updated in place.
     inplace = False
+    #: Whether the library's compiler fuses elementwise work into reductions
+    #: (XLA): the core then writes each result as one reduction of the whole
+    #: per-coordinate expression instead of reusing cached partial sums.
+    fused_reductions = False
 
     def is_concrete(self, x) -> bool:
         """Whether `x` holds values that can be read now without tracing or a compute graph."""

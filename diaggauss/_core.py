@@ -343,6 +343,18 @@ def log_prob_from(maha_sq, neg_log_norm, be):
     return be.add_scaled(neg_log_norm, maha_sq, -0.5)
 
 
+def log_prob_fused(z, log_scale, xp):
+    """The same log density as one reduction of per-coordinate terms.
+
+    ``sum(-z**2 / 2 - log s) - d/2 log 2 pi`` for libraries whose compiler
+    fuses the elementwise work into the reduction (XLA), where a reduction
+    followed by more arithmetic on its result ran up to 1.3x slower (measured
+    at (65536, 64)).
+    """
+    d = z.shape[-1]
+    return xp.sum(-0.5 * (z * z) - log_scale, axis=-1) - d * HALF_LOG_2PI
+
+
 def entropy_from(sum_log, d):
     return sum_log + d * (0.5 + HALF_LOG_2PI)
 
@@ -388,6 +400,9 @@ def kl_divergence(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp, be):
     """
     t = log_scale_p - log_scale_q
     t = t + t
+    if be.fused_reductions:  # one reduction of the whole expression (see log_prob_fused)
+        u = (loc_p - loc_q) * inv_scale_q
+        return xp.sum(0.5 * ((xp.expm1(t) - t) + u * u), axis=-1)
     e = _update(xp.expm1(t), t, "-", be, grad_safe=False)
     u = _update(be.difference(loc_p, loc_q), inv_scale_q, "*", be)
     total = be.add_scaled(xp.sum(e, axis=-1), be.sum_squares(u, xp, scratch=True), 1.0)
@@ -396,10 +411,13 @@ def kl_divergence(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp, be):
 
 def cross_entropy(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp, be):
     """``H(p, q) = -E_p[log q]`` from log-scales."""
-    u = _update(be.difference(loc_p, loc_q), inv_scale_q, "*", be)
     t = log_scale_p - log_scale_q
     r = xp.exp(t + t)
     d = loc_p.shape[-1] if loc_p.ndim else 1
+    if be.fused_reductions:
+        u = (loc_p - loc_q) * inv_scale_q
+        return xp.sum(log_scale_q + 0.5 * (r + u * u) + HALF_LOG_2PI, axis=-1)
+    u = _update(be.difference(loc_p, loc_q), inv_scale_q, "*", be)
     quad = be.add_scaled(xp.sum(r, axis=-1), be.sum_squares(u, xp, scratch=True), 1.0)
     return be.add_scaled(xp.sum(log_scale_q, axis=-1), quad, 0.5) + d * HALF_LOG_2PI
 

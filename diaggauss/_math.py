@@ -122,11 +122,23 @@ class DiagGaussianMath:
         x, loc, spread = _core._upcast(self._ns(), wd, x, loc, spread)
         return x, loc, spread, inverse, dtype, wd
 
+    def _log_scale_wd(self, wd):
+        ls = self._log_scale()
+        return (
+            ls
+            if ls.dtype == wd
+            else _core.log_scale_of(self._ns().astype(self._param, wd), self._kind, self._ns())
+        )
+
     def _log_prob(self, x):
         x, loc, spread, inverse, dtype, wd = self._standardized_inputs(x)
-        xp = self._ns()
-        maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, self._be)
-        out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), self._be)
+        xp, be = self._ns(), self._be
+        if be.fused_reductions:
+            z = _core.standardize(x, loc, spread, inverse, xp, be)
+            out = _core.log_prob_fused(z, self._log_scale_wd(wd), xp)
+        else:
+            maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, be)
+            out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), be)
         return _core._finish(out, dtype, xp)
 
     def _mahalanobis(self, x):
@@ -158,8 +170,11 @@ class DiagGaussianMath:
         dtype = self._loc.dtype
         wd = work_dtype(dtype, xp)
         (e,) = _core._upcast(xp, wd, eps)
-        maha = self._be.sum_squares(e, xp, scratch=scratch or e is not eps)
-        out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), self._be)
+        if self._be.fused_reductions:
+            out = _core.log_prob_fused(e, self._log_scale_wd(wd), xp)
+        else:
+            maha = self._be.sum_squares(e, xp, scratch=scratch or e is not eps)
+            out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), self._be)
         return _core._finish(out, dtype, xp)
 
     # -- two distributions -----------------------------------------------------
