@@ -19,7 +19,14 @@ from diaggauss import _backend
 from diaggauss._backend import Backend, SeedError
 from diaggauss._distribution import MultivariateNormalDiag
 
-__all__ = ["BACKEND"]
+__all__ = [
+    "BACKEND",
+    "NumpyroMultivariateNormalDiag",  # noqa: F822  (built on first access, see __getattr__)
+    "from_distribution",
+    "to_distrax",
+    "to_numpyro",
+    "to_tfp",
+]
 
 _Tracer = jax.core.Tracer
 
@@ -87,3 +94,212 @@ jax.tree_util.register_pytree_with_keys(
     MultivariateNormalDiag, _flatten_with_keys, _unflatten, _flatten
 )
 _backend._mark_jax_pytrees_registered()
+
+
+# -- conversions to and from distrax, numpyro and TFP ------------------------------------
+
+
+def _check(d):
+    if not isinstance(d, MultivariateNormalDiag):
+        raise TypeError(f"expected a diaggauss.MultivariateNormalDiag; got {type(d).__qualname__}")
+    return d
+
+
+def to_distrax(d):
+    """The same distribution as a ``distrax.MultivariateNormalDiag``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, diaggauss as dg
+    >>> from diaggauss.backends.jax import to_distrax
+    >>> to_distrax(dg.MultivariateNormalDiag(jnp.zeros((5, 2)), jnp.ones(2))).batch_shape
+    (5,)
+    """
+    import distrax
+
+    d = _check(d)
+    return distrax.MultivariateNormalDiag(loc=d.loc, scale_diag=d.scale)
+
+
+def to_numpyro(d):
+    """The same distribution as numpyro's ``Normal(loc, scale).to_event(1)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, diaggauss as dg
+    >>> from diaggauss.backends.jax import to_numpyro
+    >>> to_numpyro(dg.MultivariateNormalDiag(jnp.zeros((5, 2)), jnp.ones(2))).event_shape
+    (2,)
+    """
+    import numpyro.distributions as nd
+
+    d = _check(d)
+    return nd.Normal(d.loc, d.scale).to_event(1)
+
+
+def to_tfp(d):
+    """The same distribution as TFP's ``MultivariateNormalDiag`` (JAX substrate).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, diaggauss as dg
+    >>> from diaggauss.backends.jax import to_tfp
+    >>> to_tfp(dg.MultivariateNormalDiag(jnp.zeros(3), jnp.ones(3))).event_shape
+    TensorShape([3])
+    """
+    from tensorflow_probability.substrates.jax import distributions as tfd
+
+    d = _check(d)
+    return tfd.MultivariateNormalDiag(loc=d.loc, scale_diag=d.scale)
+
+
+def from_distribution(dist, *, validate_args=None):
+    """A `MultivariateNormalDiag` from a JAX-ecosystem diagonal Gaussian.
+
+    Accepts distrax ``MultivariateNormalDiag`` (and ``Independent(Normal, 1)``),
+    numpyro ``Independent(Normal, 1)`` (``Normal(...).to_event(1)``) and the
+    numpyro adapter, and TFP ``MultivariateNormalDiag`` or
+    ``Independent(Normal, 1)``.
+
+    Raises
+    ------
+    TypeError
+        A distribution of another family.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import numpyro.distributions as nd
+    >>> from diaggauss.backends.jax import from_distribution
+    >>> from_distribution(nd.Normal(jnp.zeros((5, 2)), 1.0).to_event(1)).batch_shape
+    (5,)
+    """
+    parts = _loc_scale(dist)
+    if parts is None:
+        raise TypeError(
+            "from_distribution accepts distrax MultivariateNormalDiag, numpyro "
+            "Normal(...).to_event(1), and TFP MultivariateNormalDiag or "
+            f"Independent(Normal, 1); got {type(dist).__module__}.{type(dist).__qualname__}"
+        )
+    loc, scale = parts
+    return MultivariateNormalDiag(loc, scale, validate_args=validate_args)
+
+
+def _loc_scale(dist):
+    """``(loc, scale)`` of a JAX-ecosystem diagonal Gaussian, or None."""
+    module = type(dist).__module__.split(".")[0]
+    name = type(dist).__name__
+    if name == "NumpyroMultivariateNormalDiag":
+        return dist.loc, dist.scale
+    if module == "distrax" and name == "MultivariateNormalDiag":
+        return dist.loc, dist.scale_diag
+    if module == "tensorflow_probability" and name == "MultivariateNormalDiag":
+        return dist.loc, dist.stddev()
+    if module in ("distrax", "numpyro", "tensorflow_probability") and name == "Independent":
+        # numpyro keeps the base as .base_dist, distrax and TFP as .distribution
+        base = getattr(dist, "base_dist", None) or getattr(dist, "distribution", None)
+        if type(base).__name__ == "Normal" and dist.reinterpreted_batch_ndims == 1:
+            return base.loc, base.scale
+    return None
+
+
+# -- a numpyro Distribution, built on first access (numpyro is optional) ----------------
+
+
+def _numpyro_class():
+    import numpyro.distributions as nd
+    from numpyro.distributions import constraints
+    from numpyro.distributions.kl import kl_divergence
+    from numpyro.distributions.util import promote_shapes
+
+    class NumpyroMultivariateNormalDiag(nd.Distribution):
+        """`diaggauss.MultivariateNormalDiag` as a ``numpyro.distributions.Distribution``.
+
+        For ``numpyro.sample`` sites: NUTS, SVI, ``plate``, reparameterised
+        sampling; the math is the neutral core's.
+
+        Examples
+        --------
+        >>> import jax, jax.numpy as jnp
+        >>> from diaggauss.backends.jax import NumpyroMultivariateNormalDiag
+        >>> d = NumpyroMultivariateNormalDiag(jnp.zeros((5, 2)), jnp.ones(2))
+        >>> d.batch_shape, d.event_shape
+        ((5,), (2,))
+        >>> d.sample(jax.random.key(0), (3,)).shape
+        (3, 5, 2)
+        """
+
+        arg_constraints = {  # noqa: RUF012  (numpyro's class-level contract)
+            "loc": constraints.real_vector,
+            "scale": constraints.independent(constraints.positive, 1),
+        }
+        support = constraints.real_vector
+        reparametrized_params = ("loc", "scale")
+        pytree_data_fields = ("loc", "scale")
+
+        def __init__(self, loc, scale, *, validate_args=None):
+            loc = jnp.asarray(loc)
+            scale = jnp.asarray(scale)
+            if scale.ndim == 0:
+                scale = jnp.broadcast_to(scale, loc.shape[-1:])
+            self.loc, self.scale = promote_shapes(loc, scale)
+            core = self._core()
+            super().__init__(core.batch_shape, core.event_shape, validate_args=validate_args)
+
+        @classmethod
+        def from_log_scale(cls, loc, log_scale, *, validate_args=None):
+            """Build from log standard deviations."""
+            return cls(loc, jnp.exp(log_scale), validate_args=validate_args)
+
+        def _core(self):
+            return MultivariateNormalDiag._from_parts(self.loc, self.scale, "scale")
+
+        def sample(self, key, sample_shape=()):
+            return self._core().sample(sample_shape, seed=key)
+
+        def log_prob(self, value):
+            return self._core().log_prob(value)
+
+        def cdf(self, value):
+            return self._core().cdf(value)
+
+        def entropy(self):
+            return self._core().entropy()
+
+        @property
+        def mean(self):
+            return self._core().mean
+
+        @property
+        def variance(self):
+            return jnp.broadcast_to(self.scale**2, self.batch_shape + self.event_shape)
+
+        def to_diaggauss(self):
+            """The neutral `diaggauss.MultivariateNormalDiag`."""
+            return self._core()
+
+    def _as_core(d):
+        if isinstance(d, NumpyroMultivariateNormalDiag):
+            return d._core()
+        parts = _loc_scale(d)
+        if parts is None:
+            raise NotImplementedError(f"no diagonal-Gaussian view of {type(d).__qualname__}")
+        return MultivariateNormalDiag._from_parts(*parts, "scale")
+
+    def _kl(p, q):
+        return _as_core(p).kl_divergence(_as_core(q))
+
+    # numpyro dispatches KL with multipledispatch
+    kl_divergence.register(NumpyroMultivariateNormalDiag, NumpyroMultivariateNormalDiag)(_kl)
+    kl_divergence.register(NumpyroMultivariateNormalDiag, nd.Independent)(_kl)
+    kl_divergence.register(nd.Independent, NumpyroMultivariateNormalDiag)(_kl)
+    return NumpyroMultivariateNormalDiag
+
+
+def __getattr__(name):
+    # numpyro is imported only when its adapter is asked for.
+    if name == "NumpyroMultivariateNormalDiag":
+        cls = _numpyro_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -618,6 +618,16 @@ class MultivariateNormalDiag(DiagGaussianMath, Distribution):
         torch.Size([5])
         """
         kw = {"validate_args": validate_args}
+        from diaggauss import MultivariateNormalDiag as Neutral
+
+        if isinstance(dist, Neutral):
+            return cls._from_parts(
+                _as_tensor("loc", dist.loc),
+                _as_tensor(dist.parameterization, dist._param),
+                dist.parameterization,
+                torch.Size(dist.batch_shape),
+                validate_args if validate_args is not None else Distribution._validate_args,
+            )
         if isinstance(dist, MultivariateNormalDiag):
             return cls._from_parts(
                 dist._loc, dist._param, dist._kind, dist._batch_shape, dist._validate_args

@@ -709,6 +709,98 @@ class MultivariateNormalDiag(DiagGaussianMath):
         param = xp.broadcast_to(self._param, shape)
         return type(self)._from_parts(loc, param, self._kind, self._validate_args)
 
+    # -- other libraries' distributions ------------------------------------------------
+
+    @classmethod
+    def from_distribution(cls, dist, *, validate_args=None):
+        """Convert another library's diagonal Gaussian.
+
+        Accepts this library's torch adapter and torch's ``Independent(Normal,
+        1)``, ``MultivariateNormal`` and ``LowRankMultivariateNormal`` with a
+        diagonal covariance (see
+        `diaggauss.backends.torch.MultivariateNormalDiag.from_distribution`);
+        distrax, numpyro and TFP diagonal Gaussians (see
+        `diaggauss.backends.jax.from_distribution`); and a frozen
+        ``scipy.stats.multivariate_normal`` with a diagonal covariance.
+
+        Raises
+        ------
+        TypeError
+            A distribution of another family.
+        ValueError
+            A covariance that is not diagonal.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from scipy import stats
+        >>> import diaggauss as dg
+        >>> frozen = stats.multivariate_normal(np.zeros(2), np.diag([1.0, 4.0]))
+        >>> dg.MultivariateNormalDiag.from_distribution(frozen).scale
+        array([1., 2.])
+        """
+        if isinstance(dist, MultivariateNormalDiag):
+            return cls._from_parts(dist._loc, dist._param, dist._kind, validate_args)
+        module = type(dist).__module__
+        if module.startswith(("torch", "diaggauss.backends.torch", "diaggauss.backends.pyro")):
+            from diaggauss.backends.torch import MultivariateNormalDiag as TorchMVND
+
+            t = TorchMVND.from_distribution(dist, validate_args=validate_args)
+            return cls._from_parts(t._loc, t._param, t._kind, validate_args)
+        if module.startswith(
+            ("distrax", "numpyro", "tensorflow_probability", "diaggauss.backends.jax")
+        ):
+            from diaggauss.backends import jax as jax_backend
+
+            return jax_backend.from_distribution(dist, validate_args=validate_args)
+        if module.startswith("scipy"):
+            from diaggauss.backends.numpy import from_scipy
+
+            return from_scipy(dist, validate_args=validate_args)
+        raise TypeError(
+            f"from_distribution does not know {module}.{type(dist).__qualname__}: expected a "
+            "torch, distrax, numpyro, TFP or SciPy diagonal Gaussian"
+        )
+
+    def to_distrax(self):
+        """The same distribution as a ``distrax.MultivariateNormalDiag`` (JAX arrays).
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp, diaggauss as dg
+        >>> dg.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).to_distrax().event_shape
+        (2,)
+        """
+        from diaggauss.backends.jax import to_distrax
+
+        return to_distrax(self)
+
+    def to_numpyro(self):
+        """The same distribution as numpyro's ``Normal(loc, scale).to_event(1)``.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp, diaggauss as dg
+        >>> dg.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).to_numpyro().event_shape
+        (2,)
+        """
+        from diaggauss.backends.jax import to_numpyro
+
+        return to_numpyro(self)
+
+    def to_tfp(self):
+        """The same distribution as TFP's ``MultivariateNormalDiag`` on its JAX substrate.
+
+        Examples
+        --------
+        >>> import jax.numpy as jnp, diaggauss as dg
+        >>> dg.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).to_tfp().event_shape
+        TensorShape([2])
+        """
+        from diaggauss.backends.jax import to_tfp
+
+        return to_tfp(self)
+
     def __repr__(self):
         def desc(a):
             dtype = str(a.dtype).removeprefix("torch.")
