@@ -18,6 +18,7 @@ from jax.tree_util import GetAttrKey
 from diaggauss import _backend
 from diaggauss._backend import Backend, SeedError
 from diaggauss._distribution import MultivariateNormalDiag
+from diaggauss._mixture import MixtureDiag
 
 __all__ = [
     "BACKEND",
@@ -50,6 +51,29 @@ class JaxBackend(Backend):
 
     def normal(self, seed, shape, dtype, device, xp):
         return jax.random.normal(_key(seed), shape, dtype=dtype)
+
+    def jit(self, fn):
+        return jax.jit(fn)
+
+    def random_stream(self, seed, xp):
+        return _JaxStream(_key(seed))
+
+
+class _JaxStream:
+    """Successive draws from one key, split before every draw."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def _next(self):
+        self.key, sub = jax.random.split(self.key)
+        return sub
+
+    def normal(self, shape, dtype, device):
+        return jax.random.normal(self._next(), shape, dtype=dtype)
+
+    def uniform(self, shape, dtype, device):
+        return jax.random.uniform(self._next(), shape, dtype=dtype)
 
 
 def _key(seed):
@@ -92,6 +116,26 @@ def _unflatten(aux, children):
 
 jax.tree_util.register_pytree_with_keys(
     MultivariateNormalDiag, _flatten_with_keys, _unflatten, _flatten
+)
+
+
+def _mixture_flatten_with_keys(m):
+    return ((GetAttrKey("logits"), m._logits), (GetAttrKey("components"), m._components)), (
+        m._validate_args,
+    )
+
+
+def _mixture_flatten(m):
+    return (m._logits, m._components), (m._validate_args,)
+
+
+def _mixture_unflatten(aux, children):
+    logits, components = children
+    return MixtureDiag._from_parts(logits, components, aux[0])
+
+
+jax.tree_util.register_pytree_with_keys(
+    MixtureDiag, _mixture_flatten_with_keys, _mixture_unflatten, _mixture_flatten
 )
 _backend._mark_jax_pytrees_registered()
 

@@ -36,6 +36,9 @@ class NumpyBackend(Backend):
         # einsum reduces without the (..., d) temporary of z * z.
         return np.einsum("...i,...i->...", z, z)
 
+    def matmul_into(self, a, b, out, index):
+        np.matmul(a, b, out=out[index])
+
     def normal(self, seed, shape, dtype, device, xp):
         rng = numpy_generator(seed, "NumPy")
         dtype = np.dtype(dtype)

@@ -109,6 +109,15 @@ class TorchBackend(Backend):
     def add_scaled(self, b, a, alpha):
         return torch.add(b, a, alpha=alpha)
 
+    def matmul_into(self, a, b, out, index):
+        target = out[index]
+        if (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)) or not (
+            target.is_contiguous()
+        ):
+            out[index] = a @ b  # differentiable copy; out= is not
+        else:
+            torch.matmul(a, b, out=target)
+
     def subtract_from(self, c, a):
         if _is_compiling() or _is_wrapped(a):
             return c - a
@@ -130,6 +139,31 @@ class TorchBackend(Backend):
 
     def normal(self, seed, shape, dtype, device, xp):
         return torch.randn(shape, generator=_generator(seed, device), dtype=dtype, device=device)
+
+    def random_stream(self, seed, xp):
+        return _TorchStream(seed)
+
+
+class _TorchStream:
+    """Successive draws from one torch.Generator (or torch's global one)."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self.generators = {}
+
+    def _gen(self, device):
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            return _generator(self.seed, device)
+        key = str(device)
+        if key not in self.generators:  # an int seeds one generator per device, once
+            self.generators[key] = _generator(self.seed, device)
+        return self.generators[key]
+
+    def normal(self, shape, dtype, device):
+        return torch.randn(shape, generator=self._gen(device), dtype=dtype, device=device)
+
+    def uniform(self, shape, dtype, device):
+        return torch.rand(shape, generator=self._gen(device), dtype=dtype, device=device)
 
 
 # Large CPU temporaries come straight from mmap, and faulting in a fresh

@@ -21,6 +21,7 @@ from ._distribution import (
     get_default_validate_args,
     set_default_validate_args,
 )
+from ._fit import FitInfo, fit, fit_mixture
 from ._functional import (
     cdf,
     cross_entropy,
@@ -32,22 +33,37 @@ from ._functional import (
     mahalanobis,
     wasserstein2,
 )
+from ._mixture import MixtureDiag
+from ._pairwise import (
+    pairwise_kl_divergence,
+    pairwise_log_prob,
+    pairwise_mahalanobis,
+    pairwise_wasserstein2,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FitInfo",
+    "MixtureDiag",
     "MultivariateNormalDiag",
     "SeedError",
     "__version__",
     "cdf",
     "cross_entropy",
     "entropy",
+    "fit",
+    "fit_mixture",
     "get_default_validate_args",
     "kl_divergence",
     "log_cdf",
     "log_ndtr",
     "log_prob",
     "mahalanobis",
+    "pairwise_kl_divergence",
+    "pairwise_log_prob",
+    "pairwise_mahalanobis",
+    "pairwise_wasserstein2",
     "set_default_validate_args",
     "wasserstein2",
 ]

@@ -107,6 +107,14 @@ class Backend:
         """``c - a`` for a Python number `c` (libraries that wrap scalars slowly override it)."""
         return c - a
 
+    def jit(self, fn):
+        """`fn` compiled where the library compiles whole functions (JAX); else `fn`."""
+        return fn
+
+    def matmul_into(self, a, b, out, index):
+        """Write ``a @ b`` into ``out[index]`` (``inplace`` backends only)."""
+        out[index] = a @ b
+
     def add_scaled(self, b, a, alpha):
         """``b + alpha * a``, for libraries that fuse it."""
         return b + alpha * a
@@ -118,6 +126,14 @@ class Backend:
     def sum_squares(self, z, xp, *, scratch=False):
         """``sum(z**2, axis=-1)``; `scratch` says `z` is a temporary that may be overwritten."""
         return xp.sum(z * z, axis=-1)
+
+    def random_stream(self, seed, xp):
+        """An object with ``normal(shape, dtype, device)`` and ``uniform(...)`` for many draws.
+
+        Every draw consumes the seed's state in turn (a Generator advances, a
+        JAX key is split), so a fixed seed gives a fixed sequence.
+        """
+        return _NumpyStream(numpy_generator(seed, self.name), xp)
 
     def normal(self, seed, shape, dtype, device, xp):
         """Standard normal noise of `shape` and `dtype` on `device`.
@@ -132,6 +148,30 @@ class Backend:
         bits = xp.finfo(dtype).bits
         noise = rng.standard_normal(shape, dtype=np.float32 if bits <= 32 else np.float64)
         return xp.asarray(noise, dtype=dtype, device=device)
+
+
+class _NumpyStream:
+    """Successive draws from one NumPy Generator, converted to the namespace."""
+
+    def __init__(self, rng, xp):
+        self.rng = rng
+        self.xp = xp
+
+    def _convert(self, a, dtype, device):
+        return self.xp.asarray(a, dtype=dtype, device=device)
+
+    def _np_dtype(self, dtype):
+        import numpy as np
+
+        return np.float32 if self.xp.finfo(dtype).bits <= 32 else np.float64
+
+    def normal(self, shape, dtype, device):
+        a = self.rng.standard_normal(shape, dtype=self._np_dtype(dtype))
+        return self._convert(a, dtype, device)
+
+    def uniform(self, shape, dtype, device):
+        """Uniform on [0, 1)."""
+        return self._convert(self.rng.random(shape, dtype=self._np_dtype(dtype)), dtype, device)
 
 
 def numpy_generator(seed, library):

@@ -434,3 +434,16 @@ def diag_embed(v, xp):
     d = v.shape[-1]
     eye = xp.eye(d, dtype=v.dtype, device=_device(v))
     return v[..., None] * eye
+
+
+def logsumexp(a, axis, xp):
+    """``log(sum(exp(a), axis))``, stable, ``-inf`` where every term is ``-inf``."""
+    m = xp.max(a, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+    return xp.squeeze(out, axis=axis)
+
+
+def log_softmax(a, axis, xp):
+    """``a - logsumexp(a)`` along `axis`."""
+    return a - xp.expand_dims(logsumexp(a, axis, xp), axis=axis)
