@@ -14,6 +14,8 @@ from ._pairwise import pairwise_log_prob
 __all__ = ["FitInfo", "fit", "fit_mixture"]
 
 INITS = ("kmeans", "kmeans++", "random")
+# k-means runs seeded by k-means++ behind init="kmeans"; the lowest inertia wins.
+KMEANS_RESTARTS = 3
 
 
 def _points_and_weights(x, weights, xp, *, name="x", batched=True):
@@ -173,9 +175,9 @@ def fit_mixture(
     k : int
         Number of components.
     init : {"kmeans", "kmeans++", "random"}
-        "kmeans": k-means++ seeding refined by Lloyd iterations (as
-        scikit-learn's default); "kmeans++": the seeding alone; "random":
-        random responsibilities.
+        "kmeans": k-means++ seeding refined by Lloyd iterations, as
+        scikit-learn's default (three such runs, the lowest inertia kept);
+        "kmeans++": the seeding alone; "random": random responsibilities.
     n_init : int
         Initialisations to run; the one with the highest final
         log-likelihood is returned.
@@ -391,21 +393,27 @@ def _one_hot(labels, k, dtype, xp):
     return xp.astype(labels[:, None] == xp.arange(k, device=_core._device(labels)), dtype)
 
 
-def _lloyd(x, w, centres, xp, be, max_iter=20):
-    """Lloyd iterations from `centres` until the assignments stop changing."""
+def _lloyd(x, w, centres, xp, be, max_iter=30):
+    """Lloyd iterations from `centres` until the assignments stop changing.
+
+    Returns the labels and the weighted inertia (sum of squared distances).
+    """
     k = centres.shape[0]
-    labels = xp.argmin(_sq_distances(x, centres, xp), axis=1)
+    d2 = _sq_distances(x, centres, xp)
+    labels = xp.argmin(d2, axis=1)
     for _ in range(max_iter):
         onehot = _one_hot(labels, k, x.dtype, xp) * w[:, None]
         counts = xp.sum(onehot, axis=0)
         sums = xp.matrix_transpose(onehot) @ x
         safe = xp.where(counts > 0, counts, xp.ones_like(counts))
         centres = xp.where(counts[:, None] > 0, sums / safe[:, None], centres)
-        new = xp.argmin(_sq_distances(x, centres, xp), axis=1)
+        d2 = _sq_distances(x, centres, xp)
+        new = xp.argmin(d2, axis=1)
         if be.all_true(xp.all(new == labels)):
             break
         labels = new
-    return labels
+    inertia = xp.sum(w * xp.min(d2, axis=1))
+    return labels, float(inertia)
 
 
 def _initial_responsibilities(x, w, k, init, stream, xp):
@@ -414,9 +422,12 @@ def _initial_responsibilities(x, w, k, init, stream, xp):
         r = stream.uniform((n, k), x.dtype, _core._device(x))
         return r / xp.sum(r, axis=1, keepdims=True)
     be = backend_for(xp)
-    centres = _kmeans_plusplus(x, w, k, stream, xp)
-    if init == "kmeans":
-        labels = _lloyd(x, w, centres, xp, be)
-    else:
-        labels = xp.argmin(_sq_distances(x, centres, xp), axis=1)
-    return _one_hot(labels, k, x.dtype, xp)
+    if init == "kmeans++":
+        centres = _kmeans_plusplus(x, w, k, stream, xp)
+        return _one_hot(xp.argmin(_sq_distances(x, centres, xp), axis=1), k, x.dtype, xp)
+    best = None
+    for _ in range(KMEANS_RESTARTS):  # cheap next to EM, and a better start for it
+        labels, inertia = _lloyd(x, w, _kmeans_plusplus(x, w, k, stream, xp), xp, be)
+        if best is None or inertia < best[1]:
+            best = (labels, inertia)
+    return _one_hot(best[0], k, x.dtype, xp)

@@ -397,7 +397,7 @@ class MixtureDiag:
         stream = be.random_stream(seed, xp)
         wd = _core.work_dtype(dtype, xp)
         u = stream.uniform((*sample, *batch, k), wd, device)
-        tiny = xp.finfo(wd).tiny
+        tiny = xp.finfo(wd).smallest_normal
         u = xp.clip(u, tiny, 1.0 - xp.finfo(wd).eps)
         gumbel = -xp.log(-xp.log(u))
         logits = xp.astype(self._logits, wd) if self._logits.dtype != wd else self._logits
