@@ -32,7 +32,7 @@ from diaggauss import _core
 from diaggauss._backend import Backend, SeedError
 from diaggauss._math import DiagGaussianMath
 
-__all__ = ["BACKEND", "MultivariateNormalDiag"]
+__all__ = ["BACKEND", "MixtureDiag", "MultivariateNormalDiag"]
 
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 # Below this many elements a sum of squares is launch-bound: vecdot's single
@@ -870,3 +870,148 @@ def _kl_lowrank_diag(p, q):
     logdet_p = 2 * cap_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1) + dp.log().sum(-1)
     out = 0.5 * (trace + u.square().sum(-1) - d - logdet_p) + _half_logdet(q)
     return _expand_batch(out, p, q)
+
+
+# -- mixtures ------------------------------------------------------------------------------
+
+
+class MixtureDiag(Distribution):
+    r"""A mixture of K diagonal Gaussians as a ``torch.distributions.Distribution``.
+
+    The torch counterpart of `diaggauss.MixtureDiag` (like ``MixtureSameFamily``
+    over ``Independent(Normal)``, with the pairwise kernel behind `log_prob`).
+
+    Parameters
+    ----------
+    logits : Tensor of shape (..., K)
+    loc : Tensor of shape (..., K, d)
+    scale : Tensor of shape (..., K, d)
+    validate_args : bool, optional
+        Defaults to ``Distribution._validate_args``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from diaggauss.backends.torch import MixtureDiag
+    >>> m = MixtureDiag(torch.zeros(3), torch.randn(3, 2), torch.ones(3, 2))
+    >>> m.batch_shape, m.event_shape
+    (torch.Size([]), torch.Size([2]))
+    >>> m.sample((5,)).shape
+    torch.Size([5, 2])
+    """
+
+    arg_constraints = {  # noqa: RUF012  (torch's class-level contract)
+        "logits": constraints.real_vector,
+        "loc": constraints.real_vector,
+        "scale": constraints.independent(constraints.positive, 1),
+    }
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, logits, loc, scale, validate_args=None):
+        from diaggauss import MixtureDiag as Neutral
+
+        if validate_args is None:
+            validate_args = Distribution._validate_args
+        logits, loc, scale = (
+            _as_tensor(n, a, None) for n, a in (("logits", logits), ("loc", loc), ("scale", scale))
+        )
+        self._mix = Neutral(logits, loc, scale, validate_args=validate_args)
+        self._init_shapes(validate_args)
+
+    def _init_shapes(self, validate_args):
+        mix = self._mix
+        super().__init__(
+            torch.Size(mix.batch_shape), torch.Size(mix.event_shape), validate_args=False
+        )
+        self._validate_args = validate_args
+
+    @classmethod
+    def from_neutral(cls, mixture, validate_args=None):
+        """Wrap a `diaggauss.MixtureDiag` of torch tensors."""
+        new = cls.__new__(cls)
+        new._mix = mixture
+        new._init_shapes(Distribution._validate_args if validate_args is None else validate_args)
+        return new
+
+    @property
+    def logits(self) -> Tensor:
+        """The unnormalised log weights, shape (..., K)."""
+        return self._mix.logits
+
+    @property
+    def loc(self) -> Tensor:
+        """The component means, shape (..., K, d)."""
+        return self._mix.loc
+
+    @property
+    def scale(self) -> Tensor:
+        """The component standard deviations."""
+        return self._mix.scale
+
+    @property
+    def weights(self) -> Tensor:
+        """``softmax(logits)``."""
+        return self._mix.weights
+
+    @property
+    def components(self) -> MultivariateNormalDiag:
+        """The components as one torch `MultivariateNormalDiag` of batch shape (..., K)."""
+        c = self._mix.components
+        return MultivariateNormalDiag._from_parts(
+            c._loc, c._param, c.parameterization, torch.Size(c.batch_shape), self._validate_args
+        )
+
+    @property
+    def mean(self) -> Tensor:
+        """The mixture mean."""
+        return self._mix.mean
+
+    @property
+    def variance(self) -> Tensor:
+        """The moment-matched variance (computed around the mean)."""
+        return self._mix.variance
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log density at `value` of shape ``(*sample, *batch, d)``."""
+        return self._mix.log_prob(value)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        """``P(X <= value)``."""
+        return self._mix.cdf(value)
+
+    def responsibilities(self, value: Tensor) -> Tensor:
+        """Posterior component probabilities, shape ``(*sample, *batch, K)``."""
+        return self._mix.responsibilities(value)
+
+    def collapse(self) -> MultivariateNormalDiag:
+        """The moment-matched single diagonal Gaussian."""
+        c = self._mix.collapse()
+        return MultivariateNormalDiag.from_variance(
+            c.loc, c.variance, validate_args=self._validate_args
+        )
+
+    def sample(self, sample_shape=torch.Size(), generator=None) -> Tensor:  # noqa: B008
+        """Samples (not reparameterised: a component is a discrete draw)."""
+        with torch.no_grad():
+            return self._mix.sample(tuple(sample_shape), seed=generator)
+
+    def expand(self, batch_shape, _instance=None):
+        """The mixture broadcast to a larger `batch_shape`."""
+        from diaggauss import MixtureDiag as Neutral
+
+        batch_shape = tuple(batch_shape)
+        mix = self._mix
+        k = mix.num_components
+        logits = mix.logits.expand((*batch_shape, k))
+        comps = mix.components.expand((*batch_shape, k))
+        new = self._get_checked_instance(MixtureDiag, _instance)
+        new._mix = Neutral._from_parts(logits, comps, mix._validate_args)
+        new._init_shapes(self._validate_args)
+        return new
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(K={self._mix.num_components}, "
+            f"batch_shape={tuple(self.batch_shape)}, event_shape={tuple(self.event_shape)})"
+        )

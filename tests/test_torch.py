@@ -553,3 +553,35 @@ def test_pyro_sample_site():
     torch.testing.assert_close(pyro.param("m").detach(), posterior_mean, atol=0.1, rtol=0)
     trace = pyro.poutine.trace(model).get_trace(data)
     assert trace.nodes["x"]["fn"].batch_shape == torch.Size([200])
+
+
+# -- the mixture counterpart ---------------------------------------------------------------
+
+
+def test_mixture_matches_mixture_same_family():
+    from torch.distributions import Categorical, MixtureSameFamily
+
+    from diaggauss.backends.torch import MixtureDiag
+
+    rng = np.random.default_rng(2)
+    logits, loc, scale = (
+        t64(rng.normal(size=(4, 3))),
+        t64(rng.normal(size=(4, 3, 2))),
+        t64(rng.uniform(0.5, 2, size=(4, 3, 2))),
+    )
+    ours = MixtureDiag(logits, loc, scale)
+    oracle = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(loc, scale), 1))
+    assert ours.batch_shape == oracle.batch_shape
+    assert ours.event_shape == oracle.event_shape
+    x = t64(rng.normal(size=(5, 4, 2)))
+    torch.testing.assert_close(ours.log_prob(x), oracle.log_prob(x), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.mean, oracle.mean, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.variance, oracle.variance, rtol=1e-10, atol=1e-12)
+    assert ours.sample((7,), generator=torch.Generator().manual_seed(0)).shape == (7, 4, 2)
+    assert ours.expand(torch.Size([2, 4])).batch_shape == torch.Size([2, 4])
+    assert ours.components.batch_shape == torch.Size([4, 3])
+    torch.testing.assert_close(ours.collapse().variance, oracle.variance, rtol=1e-10, atol=1e-12)
+    clone = pickle.loads(pickle.dumps(ours))
+    torch.testing.assert_close(clone.log_prob(x), ours.log_prob(x))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        MixtureDiag(logits, loc, -scale)
