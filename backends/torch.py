@@ -76,6 +76,20 @@ class TorchBackend(Backend):
     def all_true(self, condition) -> bool:
         return bool(condition.item())
 
+    def expanded_square(self, x, center, capacity):
+        if _is_compiling() or _is_wrapped(x) or x.device.type != "cpu":
+            return None
+        if torch.is_grad_enabled() and (x.requires_grad or center.requires_grad):
+            return None  # autograd keeps the product's operands
+        *lead, rows, d = x.shape
+        shape = (*lead, capacity, 2 * d + 1)
+        buf = _scratch(torch.Size(shape), x.dtype, x.device, slot="expanded")[..., :rows, :]
+        xc = buf[..., d : 2 * d]
+        torch.sub(x, center, out=xc)
+        torch.mul(xc, xc, out=buf[..., :d])
+        buf[..., 2 * d].fill_(1.0)
+        return buf
+
     def difference(self, x, loc):
         if max(x.numel(), loc.numel()) < _BIG or _is_compiling() or x.device.type != "cpu":
             return x - loc
@@ -175,14 +189,15 @@ _SCRATCH_LIMIT = 1 << 27  # bytes kept at most, per thread
 _local = threading.local()
 
 
-def _scratch(shape, dtype, device):
+def _scratch(shape, dtype, device, slot="difference"):
+    """A per-thread buffer for `slot`, reused while shape, dtype and device hold."""
     key = (shape, dtype, device, torch.is_inference_mode_enabled())
-    held = getattr(_local, "scratch", None)
+    held = getattr(_local, slot, None)
     if held is not None and held[0] == key:
         return held[1]
     buffer = torch.empty(shape, dtype=dtype, device=device)
     if buffer.numel() * buffer.element_size() <= _SCRATCH_LIMIT:
-        _local.scratch = (key, buffer)
+        setattr(_local, slot, (key, buffer))
     return buffer
 
 

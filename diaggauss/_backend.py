@@ -107,6 +107,13 @@ class Backend:
         """``c - a`` for a Python number `c` (libraries that wrap scalars slowly override it)."""
         return c - a
 
+    def expanded_square(self, x, center, capacity):
+        """Rows ``[(x - c)**2, x - c, 1]`` for the pairwise product; None: use the concat.
+
+        May return a view of a reused buffer (`capacity` rows): consumed at once.
+        """
+        return None
+
     def jit(self, fn):
         """`fn` compiled where the library compiles whole functions (JAX); else `fn`."""
         return fn

@@ -30,6 +30,8 @@ BACKENDS = {
     "numpy": "numpy",
     "torch": "torch",
     "jax": "jax",
+    "pairwise-numpy": "numpy",
+    "pairwise-torch": "torch",
     "python": "numpy",
 }
 
@@ -42,14 +44,23 @@ def available(backend: str) -> bool:
     return importlib.util.find_spec(BACKENDS[backend]) is not None
 
 
-def _env() -> dict:
+def _env(backend: str) -> dict:
+    """Threads pinned per process.
+
+    NumPy's OpenBLAS gets every core when NumPy runs alone and one thread
+    beside torch or JAX, whose own pools (torch's OpenMP and MKL, XLA's) keep
+    their defaults: on 2 cores the pools otherwise starve each other.
+    """
     env = dict(os.environ)
+    cores = str(os.cpu_count() or 1)
+    alone = backend in ("numpy", "pairwise-numpy", "python")
     env.update(
-        OPENBLAS_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS=cores if alone else "1",
         PYTHONUNBUFFERED="1",
         XLA_PYTHON_CLIENT_PREALLOCATE="false",
     )
+    env.pop("MKL_NUM_THREADS", None)
+    env.pop("OMP_NUM_THREADS", None)
     return env
 
 
@@ -61,7 +72,7 @@ def _worker(backend: str, quick: bool, tiny: bool, device: str, progress) -> lis
         cmd.append("--tiny")
     rows = []
     with subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(backend)
     ) as proc:
         for line in proc.stdout:
             msg = json.loads(line)

@@ -574,6 +574,208 @@ def numpy_cases(quick: bool) -> Iterator[Callable[[], dict]]:
 
 
 # ---------------------------------------------------------------------------
+# Pairwise log_prob and EM (torch and NumPy), with scikit-learn as the rival
+# ---------------------------------------------------------------------------
+
+PAIRWISE_CONFIGS = [(10000, 256, 64), (100000, 64, 32)]
+QUICK_PAIRWISE_CONFIGS = [(10000, 256, 64), (100000, 64, 32)]
+
+
+def _sklearn():
+    try:
+        from sklearn.mixture import GaussianMixture
+        from sklearn.mixture._gaussian_mixture import _estimate_log_gaussian_prob
+    except ImportError:
+        return None, None
+    return GaussianMixture, _estimate_log_gaussian_prob
+
+
+def _pairwise_data(n, k, d):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    loc = rng.standard_normal((k, d), dtype=np.float32)
+    scale = (rng.random((k, d), dtype=np.float32) + np.float32(0.5)).astype(np.float32)
+    return x, loc, scale
+
+
+def _memory_row(backend: str, impls: list[str], n: int, k: int, d: int) -> dict[str, float]:
+    """Peak resident memory added by one call of each implementation, each in a fresh process."""
+    import subprocess
+    import sys
+
+    out = {}
+    for impl in impls:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "diaggauss.bench._memory",
+                backend,
+                impl,
+                str(n),
+                str(k),
+                str(d),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode == 0 and proc.stdout.strip():
+            out[impl] = float(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
+    import numpy as np
+
+    import diaggauss as dg
+    from diaggauss._fit import _e_step, _m_step
+
+    gm_cls, sk_log_prob = _sklearn()
+    configs = QUICK_PAIRWISE_CONFIGS if quick else PAIRWISE_CONFIGS
+    if backend == "torch":
+        import torch
+
+        def conv(a):
+            return torch.from_numpy(a)
+
+        def gemm(x, loc):
+            return x @ loc.T
+
+    else:
+
+        def conv(a):
+            return a
+
+        def gemm(x, loc):
+            return x @ loc.T
+
+    from diaggauss._backend import backend_for, get_namespace
+
+    def pairwise(n, k, d):
+        def run():
+            xn, ln, sn = _pairwise_data(n, k, d)
+            x, loc, scale = conv(xn), conv(ln), conv(sn)
+            impls = {
+                "diaggauss": lambda: dg.pairwise_log_prob(x, loc, scale),
+                "one GEMM x @ loc.T (floor)": lambda: gemm(x, loc),
+            }
+            skipped = {}
+            if sk_log_prob is not None:
+                prec_chol = 1.0 / sn
+                impls["scikit-learn _estimate_log_gaussian_prob (NumPy)"] = lambda: sk_log_prob(
+                    xn, ln, prec_chol, "diag"
+                )
+            else:
+                skipped["scikit-learn"] = "not installed"
+            if backend == "torch" and not quick:
+                from torch.distributions import Independent, Normal
+
+                ind = Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+                impls["torch broadcast (N, K, d)"] = lambda: (
+                    -0.5 * ((x[:, None, :] - loc) / scale) ** 2 - scale.log()
+                ).sum(-1)
+                impls["Independent(Normal) on x[:, None]"] = lambda: ind.log_prob(x[:, None, :])
+            sk = "scikit-learn _estimate_log_gaussian_prob (NumPy)"
+            floor = "one GEMM x @ loc.T (floor)"
+            goals = [
+                _goal("diaggauss", sk, 0.3 if backend == "torch" else 0.7, "issue 5"),
+            ]
+            if backend == "torch":
+                goals.append(_goal("diaggauss", floor, 4.0, "issue 5"))
+            row = measure(
+                backend=f"pairwise-{backend}",
+                device="cpu",
+                op="pairwise_log_prob",
+                mode=f"N={n}, K={k}, d={d}, float32",
+                shape=(n, k, d),
+                impls=impls,
+                refs=[floor, sk],
+                goals=goals,
+                skipped=skipped,
+                heavy=True,
+                quick=quick,
+            )
+            memory = _memory_row(backend, ["diaggauss", "gemm", "sklearn"], n, k, d)
+            out_bytes = n * k * 4
+            row["memory"] = {"output_bytes": out_bytes, "extra_peak_bytes": memory}
+            if "diaggauss" in memory:
+                from diaggauss import _pairwise
+
+                # one block of expanded rows, plus the expanded parameters (K by
+                # 2d + 1, a few copies), beside the output itself
+                allowance = out_bytes + _pairwise.CHUNK_ELEMENTS * 4 + 8 * k * (2 * d + 1) * 4
+                extra = memory["diaggauss"]
+                row["memory"]["allowance_bytes"] = allowance
+                row["goals"].append(
+                    {
+                        "impl": "diaggauss",
+                        "ref": "output + one chunk (memory)",
+                        "max_ratio": 1.0,
+                        "source": "issue 5",
+                        "measured": extra / allowance,
+                        "met": extra <= allowance,
+                    }
+                )
+            return row
+
+        return run
+
+    def em_iteration(n, k, d):
+        def run():
+            if gm_cls is None:
+                raise Skip("scikit-learn not installed: no EM rival")
+            xn, _, _ = _pairwise_data(n, k, d)
+            gm = gm_cls(
+                k,
+                covariance_type="diag",
+                max_iter=1,
+                random_state=0,
+                init_params="random_from_data",
+            )
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gm.fit(xn)  # the same start for both: sklearn's fitted parameters
+            x = conv(xn)
+            xp = get_namespace(("x", x))
+            be = backend_for(xp)
+            w = xp.ones((n,), dtype=x.dtype)
+            logits = conv(np.log(gm.weights_).astype(np.float32))
+            loc = conv(gm.means_.astype(np.float32))
+            var = conv(gm.covariances_.astype(np.float32))
+
+            def ours():
+                _, resp = _e_step(x, w, logits, loc, var, xp)
+                return _m_step(x, w, resp, 1e-6, xp, be)
+
+            def theirs():
+                _, lr = gm._e_step(xn)
+                gm._m_step(xn, lr)
+
+            return measure(
+                backend=f"pairwise-{backend}",
+                device="cpu",
+                op="EM iteration",
+                mode=f"N={n}, K={k}, d={d}, float32, same parameters",
+                shape=(n, k, d),
+                impls={"diaggauss": ours, "scikit-learn (NumPy)": theirs},
+                refs=["scikit-learn (NumPy)"],
+                heavy=True,
+                quick=quick,
+            )
+
+        return run
+
+    for n, k, d in configs:
+        yield pairwise(n, k, d)
+    for n, k, d in configs:
+        yield em_iteration(n, k, d)
+
+
+# ---------------------------------------------------------------------------
 # import time
 # ---------------------------------------------------------------------------
 

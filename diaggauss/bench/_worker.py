@@ -21,6 +21,10 @@ def cases_for(backend: str, quick: bool, device: str):
         return list(_cases.jax_cases(quick))
     if backend == "numpy":
         return list(_cases.numpy_cases(quick))
+    if backend == "pairwise-torch":
+        return list(_cases.pairwise_cases("torch", quick))
+    if backend == "pairwise-numpy":
+        return list(_cases.pairwise_cases("numpy", quick))
     if backend == "python":
         return [_cases.import_time_case(quick)]
     raise SystemExit(f"unknown backend {backend!r}")
@@ -35,6 +39,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.tiny:
         _cases.SHAPES[:] = _cases.QUICK_SHAPES[:] = [(1, 2)]
+        _cases.PAIRWISE_CONFIGS[:] = _cases.QUICK_PAIRWISE_CONFIGS[:] = [(200, 4, 3)]
     cases = cases_for(args.backend, args.quick or args.tiny, args.device)
     print(json.dumps({"count": len(cases)}), flush=True)
     for case in cases:
