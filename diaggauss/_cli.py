@@ -24,7 +24,15 @@ class UsageError(Exception):
 
 
 def installed_frameworks() -> list[str]:
-    return [name for name in FRAMEWORKS if importlib.util.find_spec(name) is not None]
+    """The frameworks among numpy, torch and jax that can be imported."""
+    out = []
+    for name in FRAMEWORKS:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                out.append(name)
+        except (ImportError, ValueError):
+            continue
+    return out
 
 
 def _reference():
@@ -107,7 +115,39 @@ def demo(out=sys.stdout) -> int:
             f"{'agrees' if good else 'DISAGREES'} (tolerance {tol:.0e})",
             file=out,
         )
+    if "torch" in [r[0] for r in rows]:
+        print(_timing_line(), file=out)
     return 0 if ok else 1
+
+
+def _timing_line() -> str:
+    """Construct + log_prob of the forum batch in torch, against torch's own options."""
+    import torch
+    from torch.distributions import Independent, MultivariateNormal, Normal
+
+    from diaggauss.backends.torch import MultivariateNormalDiag
+    from diaggauss.bench._timing import compare
+
+    mu = torch.as_tensor(MU, dtype=torch.float32)
+    sigma = torch.as_tensor(np.exp(LOG_SIGMA), dtype=torch.float32)
+    x = torch.as_tensor(X, dtype=torch.float32)
+    t = compare(
+        {
+            "diaggauss": lambda: MultivariateNormalDiag(mu, sigma).log_prob(x),
+            "Independent(Normal)": lambda: Independent(Normal(mu, sigma), 1).log_prob(x),
+            "MultivariateNormal": lambda: MultivariateNormal(
+                mu, scale_tril=torch.diag_embed(sigma)
+            ).log_prob(x),
+        },
+        rounds=7,
+        block_time=0.01,
+        max_time=2.0,
+    )
+    parts = [f"diaggauss {t['diaggauss'] * 1e6:.0f} us"] + [
+        f"{name} {t[name] * 1e6:.0f} us ({t.ratio(name, 'diaggauss'):.1f}x slower)"
+        for name in ("Independent(Normal)", "MultivariateNormal")
+    ]
+    return "\ntorch, construct + log_prob of the (5, 2) batch, validation on: " + ", ".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="the forum scenario on every installed framework (default)")
+    check = sub.add_parser("check", help="every method on every backend, device and dtype")
+    check.add_argument("--backends", help="comma-separated: numpy,array_api_strict,torch,jax,dask")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
     bench = sub.add_parser("bench", help="benchmark against the peers, as ratios")
     bench.add_argument("--backends", help="comma-separated: numpy,torch,jax,python")
     bench.add_argument("--quick", action="store_true", help="fewer shapes and rounds")
@@ -127,11 +170,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check(args, out=sys.stdout) -> int:
+    """Run the cross-backend self-check; exit status 1 on any failure."""
+    import json
+
+    from diaggauss import _check
+
+    backends = None
+    if args.backends:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        for b in backends:
+            if b not in _check.BACKENDS:
+                raise UsageError(
+                    f"unknown backend {b!r}; choose from {', '.join(_check.BACKENDS)}"
+                )
+            if not _check.installed(b):
+                raise UsageError(f"backend {b!r} is not installed")
+    results = _check.run_check(backends)
+    passed = all(r["passed"] for r in results)
+    if args.json:
+        print(
+            json.dumps({"passed": passed, "tolerances": _check.TOLERANCES, "results": results}),
+            file=out,
+        )
+    else:
+        print(_check.format_check(results), file=out)
+        print(f"\n{'all passed' if passed else 'FAILED'}", file=out)
+    return 0 if passed else 1
+
+
 def bench(args, out=sys.stdout) -> int:
     """Run the benchmark; print the table; write JSON and plots with --out."""
     from diaggauss import bench as bench_mod
 
-    backends = args.backends.split(",") if args.backends else None
+    backends = [b.strip() for b in args.backends.split(",")] if args.backends else None
     if args.out:
         _check_writable(args.out)
     try:
@@ -172,6 +244,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "bench":
             return bench(args)
+        if args.command == "check":
+            return check(args)
         return demo()
     except UsageError as e:
         print(f"diaggauss: error: {e}", file=sys.stderr)

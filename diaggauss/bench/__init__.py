@@ -41,7 +41,11 @@ class BenchError(Exception):
 
 
 def available(backend: str) -> bool:
-    return importlib.util.find_spec(BACKENDS[backend]) is not None
+    """Whether the framework behind `backend` can be imported."""
+    try:
+        return importlib.util.find_spec(BACKENDS[backend]) is not None
+    except (ImportError, ValueError):  # a module blocked in sys.modules
+        return False
 
 
 def _env(backend: str) -> dict:
