@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from diaggauss._backend import Backend, numpy_generator
@@ -39,6 +41,21 @@ class NumpyBackend(Backend):
     def matmul_into(self, a, b, out, index):
         np.matmul(a, b, out=out[index])
 
+    def expanded_square(self, x, center, capacity):
+        *lead, rows, d = x.shape
+        shape = (*lead, capacity, 2 * d + 1)
+        held = getattr(_local, "expanded", None)
+        if held is None or held.shape != shape or held.dtype != x.dtype:
+            held = np.empty(shape, dtype=x.dtype)
+            if held.nbytes <= 1 << 27:
+                _local.expanded = held
+        buf = held[..., :rows, :]
+        xc = buf[..., d : 2 * d]
+        np.subtract(x, center, out=xc)
+        np.multiply(xc, xc, out=buf[..., :d])
+        buf[..., 2 * d] = 1.0
+        return buf
+
     def normal(self, seed, shape, dtype, device, xp):
         rng = numpy_generator(seed, "NumPy")
         dtype = np.dtype(dtype)
@@ -46,6 +63,9 @@ class NumpyBackend(Backend):
             return rng.standard_normal(shape, dtype=dtype)
         return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
 
+
+# A per-thread block for the pairwise kernel's expanded rows, reused while the shape holds.
+_local = threading.local()
 
 BACKEND = NumpyBackend()
 

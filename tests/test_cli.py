@@ -38,6 +38,7 @@ def test_demo_names_every_installed_backend_and_agrees():
         line = next(ln for ln in agreement.splitlines() if ln.strip().startswith(name))
         assert "agrees" in line
         assert "DISAGREES" not in line
+
     def numbers(text):  # everything but the timing line, which varies run to run
         return [ln for ln in text.splitlines() if "construct + log_prob" not in ln]
 

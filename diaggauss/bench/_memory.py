@@ -70,11 +70,11 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown implementation {impl!r}")
     # The BLAS keeps per-thread work buffers from its first threaded product on;
     # start every implementation after one, so only the call's own memory counts.
-    warm = (x[:2048] @ loc.T) if backend == "torch" else None
+    warm = (x[:32768] @ loc.T) if backend == "torch" else None
     if backend != "torch":
         import numpy as np
 
-        warm = np.asarray(x)[:2048] @ np.asarray(loc).T
+        warm = np.asarray(x)[:32768] @ np.asarray(loc).T
     del warm
     import gc
 
