@@ -49,11 +49,33 @@ def measure(
     goals: list[dict] | None = None,
     skipped: dict[str, str] | None = None,
     fastest_of: dict[str, list[str]] | None = None,
+    slow: dict[str, Callable[[], object]] | None = None,
     heavy: bool = False,
     quick: bool = False,
 ) -> dict:
-    """Time `impls` together and describe the result as one JSON-able row group."""
+    """Time `impls` together and describe the result as one JSON-able row group.
+
+    `slow` implementations (peers ten or a hundred times slower, which
+    allocate heavily) are timed in rounds of their own against the first
+    reference, so they do not disturb the rounds of the fast ones; their
+    ratios to everything else go through that reference.
+    """
     timing = compare(impls, **_rounds(quick, heavy))
+    if slow:
+        anchor = next(r for r in refs if r in impls)
+        apart = compare({anchor: impls[anchor], **slow}, **_rounds(quick, heavy=True))
+        for name in slow:
+            # per-round ratios to the anchor, carried into the main rounds' scale
+            timing.samples[name] = [
+                a * s / t
+                for a, s, t in zip(
+                    timing.samples[anchor][: len(apart.samples[name])],
+                    apart.samples[name],
+                    apart.samples[anchor],
+                    strict=False,
+                )
+            ]
+            timing[name] = timing[anchor] * apart.ratio(name, anchor)
     # A reference that is the faster of several peers, round by round.
     for label, members in (fastest_of or {}).items():
         present = [m for m in members if m in impls]
@@ -62,7 +84,7 @@ def measure(
             timing.samples[label] = [min(v) for v in rounds]
             timing[label] = min(timing[m] for m in present)
     results = {}
-    for name in impls:
+    for name in [*impls, *(slow or {})]:
         results[name] = {
             "time_s": timing[name],
             "ratios": {
@@ -144,13 +166,13 @@ def torch_cases(quick: bool, device: str = "cpu") -> Iterator[Callable[[], dict]
                     Independent(Normal(loc, scale), 1).log_prob(x)
                 ),
             }
-            skipped = {}
+            skipped, slow = {}, {}
             if b * d * d <= DENSE_LIMIT:
-                impls["MultivariateNormal"] = lambda: sync(
+                slow["MultivariateNormal"] = lambda: sync(
                     MultivariateNormal(loc, scale_tril=torch.diag_embed(scale)).log_prob(x)
                 )
                 w = torch.zeros(b, d, 1, device=device)
-                impls["LowRankMultivariateNormal(W=0)"] = lambda: sync(
+                slow["LowRankMultivariateNormal(W=0)"] = lambda: sync(
                     LowRankMultivariateNormal(loc, w, scale**2).log_prob(x)
                 )
             else:
@@ -173,7 +195,7 @@ def torch_cases(quick: bool, device: str = "cpu") -> Iterator[Callable[[], dict]
                 refs=["hand", "Independent(Normal)", "MultivariateNormal"],
                 goals=goals,
                 skipped=skipped,
-                heavy=b * d * d > 1 << 22,
+                slow=slow,
                 **common,
             )
 
@@ -224,17 +246,19 @@ def torch_cases(quick: bool, device: str = "cpu") -> Iterator[Callable[[], dict]
                 "Independent(Normal)": lambda: sync(ind.rsample()),
                 "torch.randn (floor)": lambda: sync(torch.randn(b, d, device=device)),
             }
+            slow = {}
             if b * d * d <= DENSE_LIMIT:
                 mvn = MultivariateNormal(
                     loc, scale_tril=torch.diag_embed(scale), validate_args=False
                 )
-                impls["MultivariateNormal"] = lambda: sync(mvn.rsample())
+                slow["MultivariateNormal"] = lambda: sync(mvn.rsample())
             return measure(
                 op="sample",
                 mode="prebuilt rsample()",
                 shape=(b, d),
                 impls=impls,
                 refs=["torch.randn (floor)", "Independent(Normal)"],
+                slow=slow,
                 **common,
             )
 
@@ -258,17 +282,18 @@ def torch_cases(quick: bool, device: str = "cpu") -> Iterator[Callable[[], dict]
                 "hand": lambda: sync(hand_kl()),
                 "Independent(Normal)": lambda: sync(kl_divergence(pi, qi)),
             }
+            slow = {}
             if b * d * d <= DENSE_LIMIT:
                 pm = MultivariateNormal(loc, scale_tril=torch.diag_embed(scale))
                 qm = MultivariateNormal(loc2, scale_tril=torch.diag_embed(scale2))
-                impls["MultivariateNormal"] = lambda: sync(kl_divergence(pm, qm))
+                slow["MultivariateNormal"] = lambda: sync(kl_divergence(pm, qm))
             return measure(
                 op="kl_divergence",
                 mode="prebuilt pair",
                 shape=(b, d),
                 impls=impls,
                 refs=["hand", "Independent(Normal)"],
-                heavy=b * d * d > 1 << 22,
+                slow=slow,
                 **common,
             )
 
@@ -360,8 +385,12 @@ def jax_cases(quick: bool) -> Iterator[Callable[[], dict]]:
                 fns["numpyro"] = lambda x, m, s: (
                     peers["numpyro"].Normal(m, s).to_event(1).log_prob(x)
                 )
+            slow = {}
             if "TFP" in peers:
-                fns["TFP"] = lambda x, m, s: peers["TFP"].MultivariateNormalDiag(m, s).log_prob(x)
+                tfp_fn = jax.jit(
+                    lambda x, m, s: peers["TFP"].MultivariateNormalDiag(m, s).log_prob(x)
+                )
+                slow["TFP"] = run_jit(tfp_fn, x, loc, scale)
             impls = {k: run_jit(jax.jit(f), x, loc, scale) for k, f in fns.items()}
             goals = []
             if (b, d) in {(1, 2), (4096, 64), (65536, 64)}:
@@ -378,6 +407,7 @@ def jax_cases(quick: bool) -> Iterator[Callable[[], dict]]:
                 goals=goals,
                 skipped=missing,
                 fastest_of={"faster of distrax, numpyro": ["distrax", "numpyro"]},
+                slow=slow,
                 **common,
             )
 
@@ -439,12 +469,16 @@ def jax_cases(quick: bool) -> Iterator[Callable[[], dict]]:
                     peers["numpyro"].Normal(a, s).to_event(1),
                     peers["numpyro"].Normal(c, t).to_event(1),
                 )
+            slow = {}
             if "TFP" in peers:
-                fns["TFP"] = lambda a, s, c, t: (
-                    peers["TFP"]
-                    .MultivariateNormalDiag(a, s)
-                    .kl_divergence(peers["TFP"].MultivariateNormalDiag(c, t))
+                tfp_kl = jax.jit(
+                    lambda a, s, c, t: (
+                        peers["TFP"]
+                        .MultivariateNormalDiag(a, s)
+                        .kl_divergence(peers["TFP"].MultivariateNormalDiag(c, t))
+                    )
                 )
+                slow["TFP"] = run_jit(tfp_kl, loc, scale, loc2, scale2)
             impls = {k: run_jit(jax.jit(f), loc, scale, loc2, scale2) for k, f in fns.items()}
             return measure(
                 op="kl_divergence",
@@ -454,6 +488,7 @@ def jax_cases(quick: bool) -> Iterator[Callable[[], dict]]:
                 refs=["hand", "faster of distrax, numpyro"],
                 skipped=missing,
                 fastest_of={"faster of distrax, numpyro": ["distrax", "numpyro"]},
+                slow=slow,
                 **common,
             )
 
@@ -672,14 +707,15 @@ def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
                 )
             else:
                 skipped["scikit-learn"] = "not installed"
+            slow = {}
             if backend == "torch" and not quick:
                 from torch.distributions import Independent, Normal
 
                 ind = Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
-                impls["torch broadcast (N, K, d)"] = lambda: (
+                slow["torch broadcast (N, K, d)"] = lambda: (
                     -0.5 * ((x[:, None, :] - loc) / scale) ** 2 - scale.log()
                 ).sum(-1)
-                impls["Independent(Normal) on x[:, None]"] = lambda: ind.log_prob(x[:, None, :])
+                slow["Independent(Normal) on x[:, None]"] = lambda: ind.log_prob(x[:, None, :])
             sk = "scikit-learn _estimate_log_gaussian_prob (NumPy)"
             floor = "one GEMM x @ loc.T (floor)"
             goals = [
@@ -697,6 +733,7 @@ def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
                 refs=[floor, sk],
                 goals=goals,
                 skipped=skipped,
+                slow=slow,
                 heavy=True,
                 quick=quick,
             )
@@ -795,10 +832,15 @@ def import_time_case(quick: bool) -> Callable[[], dict]:
     """``import diaggauss`` on top of NumPy, from ``python -X importtime``, median of runs."""
 
     def run():
+        import os
         import re
         import statistics
         import subprocess
         import sys
+
+        # As installed: bytecode cached (a first import writes it), not recompiled each time.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run([sys.executable, "-c", "import diaggauss"], check=True, env=env)
 
         def cumulative(module: str, code: str) -> float:
             out = subprocess.run(
@@ -806,6 +848,7 @@ def import_time_case(quick: bool) -> Callable[[], dict]:
                 capture_output=True,
                 text=True,
                 check=True,
+                env=env,
             ).stderr
             pattern = rf"import time:\s+\d+\s+\|\s+(\d+)\s+\|\s*{re.escape(module)}\s*$"
             for line in out.splitlines():

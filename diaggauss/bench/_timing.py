@@ -31,7 +31,9 @@ class Timing(dict):
 
     def ratio(self, a: str, b: str) -> float:
         """Median over rounds of ``time(a) / time(b)`` (both timed in each round)."""
-        pairs = [x / y for x, y in zip(self.samples[a], self.samples[b], strict=True) if y > 0]
+        # rounds pair up by index; a candidate timed in fewer rounds of its own (a
+        # slow peer) pairs with the first ones
+        pairs = [x / y for x, y in zip(self.samples[a], self.samples[b], strict=False) if y > 0]
         return statistics.median(pairs) if pairs else float("nan")
 
 
