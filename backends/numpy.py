@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from diaggauss._backend import Backend, numpy_generator
+from diaggauss._backend import FEW_VALUES, Backend, few_values_ok, numpy_generator
 
 __all__ = ["BACKEND", "from_scipy", "to_scipy"]
 
@@ -22,6 +22,19 @@ class NumpyBackend(Backend):
 
     def is_concrete(self, x) -> bool:
         return True
+
+    def values_ok(self, dist) -> bool:
+        loc, param = dist._loc, dist._param
+        if loc.size + param.size <= FEW_VALUES:
+            return few_values_ok(loc.tolist(), param.tolist(), dist._kind)
+        if not np.isfinite(loc).all():
+            return False
+        if dist._kind == "log_scale":
+            return bool(np.isfinite(param).all())
+        return bool(((param > 0) & (param < np.inf)).all())
+
+    def all_true(self, condition) -> bool:
+        return bool(condition)
 
     def log_ndtr(self, x, xp):
         if self._log_ndtr is None:

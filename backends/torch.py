@@ -29,7 +29,7 @@ from torch.distributions import (
 from torch.distributions.kl import register_kl
 
 from diaggauss import _core
-from diaggauss._backend import Backend, SeedError
+from diaggauss._backend import FEW_VALUES, Backend, SeedError, few_values_ok
 from diaggauss._math import DiagGaussianMath
 
 __all__ = ["BACKEND", "MixtureDiag", "MultivariateNormalDiag"]
@@ -38,8 +38,6 @@ _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 # Below this many elements a sum of squares is launch-bound: vecdot's single
 # kernel wins; above it, squaring in place and summing is faster (measured).
 _SMALL = 1 << 16
-# Up to this many parameter values, validation reads them on the host.
-_FEW = 64
 _is_compiling = torch.compiler.is_compiling
 
 
@@ -103,15 +101,10 @@ class TorchBackend(Backend):
 
     def values_ok(self, dist) -> bool:
         loc, param = dist._loc, dist._param
-        if loc.is_cpu and loc.numel() + param.numel() <= _FEW:
+        if loc.is_cpu and loc.numel() + param.numel() <= FEW_VALUES:
             # A handful of numbers (an RL step, a VAE toy): reading them costs
             # less than launching a reduction.
-            if not all(map(math.isfinite, _flat(loc.tolist()))):
-                return False
-            values = _flat(param.tolist())
-            if dist._kind == "log_scale":
-                return all(map(math.isfinite, values))
-            return all(0.0 < v < math.inf for v in values)
+            return few_values_ok(loc.tolist(), param.tolist(), dist._kind)
         # sum(loc) + sum(log scale) is finite exactly when loc is finite and
         # the scale positive and finite, unless a sum overflows (then the exact
         # check decides). Two plain reductions, no temporary, and the second
@@ -214,13 +207,6 @@ def _constant(value, dtype, device):
         with torch.inference_mode(False), torch.no_grad():
             t = _CONSTANTS[key] = torch.tensor(value, dtype=dtype, device=device)
     return t
-
-
-def _flat(values):
-    """Flatten the nested lists of ``Tensor.tolist()`` (a reshape op costs more)."""
-    while values and isinstance(values[0], list):
-        values = [v for row in values for v in row]
-    return values
 
 
 def _generator(seed, device):

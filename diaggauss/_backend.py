@@ -181,6 +181,30 @@ class _NumpyStream:
         return self._convert(self.rng.random(shape, dtype=self._np_dtype(dtype)), dtype, device)
 
 
+# Up to this many parameter values, validation reads them on the host: cheaper
+# than launching reductions (the per-step case in RL and VAE loops).
+FEW_VALUES = 64
+
+
+def flat_values(values):
+    """Flatten the nested lists of ``tolist()`` (a reshape op costs more)."""
+    if not isinstance(values, list):  # tolist() of a 0-d array
+        return [values]
+    while values and isinstance(values[0], list):
+        values = [v for row in values for v in row]
+    return values
+
+
+def few_values_ok(loc_values, param_values, kind) -> bool:
+    """`values_ok` on Python floats: loc finite, the spread valid for `kind`."""
+    if not all(map(math.isfinite, flat_values(loc_values))):
+        return False
+    param_values = flat_values(param_values)
+    if kind == "log_scale":
+        return all(map(math.isfinite, param_values))
+    return all(0.0 < v < math.inf for v in param_values)
+
+
 def numpy_generator(seed, library):
     """A ``numpy.random.Generator`` from a NumPy-style seed, or a clear error."""
     import numpy as np

@@ -90,6 +90,19 @@ def work_dtype(dtype, xp):
         return wd
 
 
+_REAL_FLOATING: dict = {}
+
+
+def is_real_floating(dtype, xp) -> bool:
+    """``xp.isdtype(dtype, "real floating")``, cached (NumPy's costs ~1.5 us a call)."""
+    key = (id(xp), dtype)
+    try:
+        return _REAL_FLOATING[key]
+    except KeyError:
+        value = _REAL_FLOATING[key] = bool(xp.isdtype(dtype, "real floating"))
+        return value
+
+
 def is_array(a, xp) -> bool:
     return not isinstance(a, int | float | bool | list | tuple) and a is not None
 
@@ -105,7 +118,7 @@ def as_float_array(name, a, xp, dtype=None, device=None):
             a = xp.asarray(a, dtype=dtype, device=device)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{name} could not be converted to an array: {e}") from None
-    if not xp.isdtype(a.dtype, "real floating"):
+    if not is_real_floating(a.dtype, xp):
         if xp.isdtype(a.dtype, "complex floating"):
             raise TypeError(f"{name} must be real; got dtype {a.dtype}")
         a = xp.astype(a, dtype if dtype is not None else default_float_dtype(xp))

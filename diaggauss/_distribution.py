@@ -362,7 +362,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         xp = self._ns()
         if _core.is_array(x, xp):
             get_namespace(("loc", self._loc), (name, x))  # TypeError naming both libraries
-            if not xp.isdtype(x.dtype, "real floating"):
+            if not _core.is_real_floating(x.dtype, xp):
                 x = xp.astype(x, self._loc.dtype)
         else:
             x = _core.as_float_array(name, x, xp, dtype=self._loc.dtype, device=self.device)

@@ -100,6 +100,7 @@ def test_bench_quick_writes_json_and_png(tmp_path):
     assert pngs
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "goals" in result.stdout
+    assert "### Goals" in (out / "bench.md").read_text()
 
 
 @pytest.mark.subprocess

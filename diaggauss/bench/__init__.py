@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["BACKENDS", "BenchError", "format_table", "run", "write_outputs"]
+__all__ = ["BACKENDS", "BenchError", "format_markdown", "format_table", "run", "write_outputs"]
 
 # backend -> the module that must be importable to run it
 BACKENDS = {
@@ -248,8 +248,62 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(report: dict, plots: list[Path] | None = None) -> str:
+    """The report as Markdown: the goals beside their measured ratios, then one table per row."""
+    meta = report["meta"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items())
+    lines = [
+        f"Measured {meta.get('date', '')} on {meta.get('cpus')} CPU cores "
+        f"({meta.get('processor')}), Python {meta.get('python')}; {versions}. "
+        f"{'Quick run. ' if meta.get('quick') else ''}Total {meta.get('seconds')} s.",
+        "",
+        "### Goals",
+        "",
+        "| row | ratio | goal | measured | |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        for g in row.get("goals", []):
+            where = f"{row['backend']} {row['op']} {tuple(row['shape']) if row['shape'] else ''}"
+            lines.append(
+                f"| {where} | {g['impl']} / {g['ref']} | <= {g['max_ratio']} ({g['source']}) | "
+                f"{g['measured']:.3g} | {'met' if g['met'] else '**missed**'} |"
+            )
+    lines.append("")
+    current = None
+    for row in report["rows"]:
+        head = (row["backend"], row["device"], row["op"], row["mode"])
+        if head != current:
+            current = head
+            lines += ["", f"### {row['backend']}/{row['device']}: {row['op']}, {row['mode']}", ""]
+        shape = tuple(row["shape"])
+        refs = [r for r in row["refs"] if any(r in v["ratios"] for v in row["results"].values())]
+        lines.append(f"`{shape}`" if shape else "")
+        lines.append("")
+        lines.append("| implementation | time | " + " | ".join(f"/ {r}" for r in refs) + " |")
+        lines.append("|---|---|" + "---|" * len(refs))
+        for name, res in row["results"].items():
+            cells = [f"{res['ratios'][r]:.3g}x" if r in res["ratios"] else "" for r in refs]
+            lines.append(
+                f"| {name} | {_fmt_time(res['time_s']).strip()} | " + " | ".join(cells) + " |"
+            )
+        for name, reason in row.get("skipped", {}).items():
+            lines.append(f"| {name} | skipped: {reason} |" + " |" * len(refs))
+        if "memory" in row:
+            mem = row["memory"]
+            extra = ", ".join(
+                f"{k} +{v / 2**20:.1f} MiB" for k, v in mem["extra_peak_bytes"].items()
+            )
+            output = mem["output_bytes"] / 2**20
+            lines += ["", f"Extra peak memory of one call (output {output:.1f} MiB): {extra}."]
+        lines.append("")
+    for path in plots or []:
+        lines += [f"![{path.stem}]({path.parent.name}/{path.name})", ""]
+    return "\n".join(lines)
+
+
 def write_outputs(report: dict, out: str | os.PathLike) -> list[Path]:
-    """Write ``bench.json`` and one log-log PNG per operation to directory `out`."""
+    """Write ``bench.json``, ``bench.md`` and one log-log PNG per operation to directory `out`."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -258,11 +312,14 @@ def write_outputs(report: dict, out: str | os.PathLike) -> list[Path]:
     except OSError as e:
         raise BenchError(f"cannot write to --out {str(out)!r}: {e.strerror or e}") from None
     written = [path]
+    plots = []
     try:
-        written += _plots(report, out)
+        plots = _plots(report, out)
     except ImportError:
         print("bench: matplotlib is not installed; no plots", file=sys.stderr)
-    return written
+    markdown = out / "bench.md"
+    markdown.write_text(format_markdown(report, plots))
+    return [*written, markdown, *plots]
 
 
 def _plots(report: dict, out: Path) -> list[Path]:

@@ -430,7 +430,9 @@ def jax_cases(quick: bool) -> Iterator[Callable[[], dict]]:
                     peers["numpyro"].Normal(m, s).to_event(1).sample(k)
                 )
             impls = {k: run_jit(jax.jit(f), key, loc, scale) for k, f in fns.items()}
-            goals = [_goal("diaggauss", "jax.random.normal (floor)", 1.2, "issue 4")]
+            goals = []
+            if (b, d) in {(1, 2), (4096, 64), (65536, 64)}:
+                goals = [_goal("diaggauss", "jax.random.normal (floor)", 1.2, "issue 4")]
             return measure(
                 op="sample",
                 mode="construct + sample, jit",
