@@ -565,36 +565,16 @@ class MultivariateNormalDiag(DiagGaussianMath, Distribution):
 
     def __getitem__(self, index):
         """Index the batch (never the event axis), like the neutral distribution."""
-        idx = index if isinstance(index, tuple) else (index,)
-        used = sum(
-            (i.dim() if isinstance(i, Tensor) and i.dtype == torch.bool else 1)
-            for i in idx
-            if i is not None and i is not Ellipsis
-        )
-        if used > len(self._batch_shape):
-            raise IndexError(
-                f"too many indices for batch_shape={tuple(self._batch_shape)}: {used} given; "
-                f"the event axis cannot be indexed"
-            )
-        full = (*idx, slice(None)) if Ellipsis in idx else (*idx, Ellipsis, slice(None))
+        full = _core.batch_key(index, len(self._batch_shape))
         loc = self._full(self._loc)[full]
         param = self._full(self._param)[full]
         return type(self)._from_parts(loc, param, self._kind, loc.shape[:-1], self._validate_args)
 
     def marginal(self, dims):
         """The marginal over event coordinates `dims` (an int, slice or sequence of ints)."""
-        d = self._event_shape[0]
-        if isinstance(dims, slice):
-            index = dims
-        else:
-            keep = [dims] if isinstance(dims, int) else [int(k) for k in dims]
-            bad = [k for k in keep if not -d <= k < d]
-            if bad:
-                raise ValueError(f"dims {bad} out of range for event size d={d}")
-            keep = [k % d for k in keep]
-            if len(set(keep)) != len(keep):
-                raise ValueError(f"dims must not repeat a coordinate; got {dims}")
-            index = torch.tensor(keep, device=self._loc.device)
+        index = _core.event_dims(dims, self._event_shape[0])
+        if not isinstance(index, slice):
+            index = torch.tensor(index, device=self._loc.device)
         loc, param = self._loc[..., index], self._param[..., index]
         if loc.shape[-1] == 0:
             raise ValueError(f"dims selects no coordinate: {dims!r}")

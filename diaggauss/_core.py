@@ -70,6 +70,53 @@ def normalize_sample_shape(sample_shape) -> tuple:
     return shape
 
 
+def batch_key(index, batch_ndim, what="batch_shape"):
+    """An indexing key for ``(*batch, d)`` arrays that indexes the batch only.
+
+    Counts the axes `index` consumes (a boolean array consumes its ndim) and
+    refuses more than the batch has: the event axis is never indexed.
+    """
+    idx = index if isinstance(index, tuple) else (index,)
+    used = 0
+    ellipsis = False
+    for i in idx:
+        if i is Ellipsis:
+            ellipsis = True
+        elif i is not None:
+            dtype = getattr(i, "dtype", None)
+            used += i.ndim if dtype is not None and "bool" in str(dtype) else 1
+    if used > batch_ndim:
+        raise IndexError(
+            f"too many indices for a batch of {batch_ndim} dimension(s): {used} given; the "
+            f"event axis cannot be indexed, use marginal(dims) for a sub-vector"
+        )
+    return (*idx, slice(None)) if ellipsis else (*idx, Ellipsis, slice(None))
+
+
+def event_dims(dims, d):
+    """`dims` of `marginal` as a slice or a list of distinct coordinates in [0, d)."""
+    if isinstance(dims, slice):
+        return dims
+    seq = [dims] if isinstance(dims, int) else list(dims)
+    try:
+        keep = [int(k) for k in seq]
+    except TypeError:
+        raise TypeError(
+            f"dims must be an int, a slice or a sequence of ints; got {dims!r}"
+        ) from None
+    if not keep:
+        raise ValueError(f"dims selects no coordinate: {dims!r}")
+    bad = [k for k in keep if not -d <= k < d]
+    if bad:
+        raise ValueError(f"dims {bad} out of range for event size d={d}")
+    keep = [k % d for k in keep]
+    if len(set(keep)) != len(keep):
+        raise ValueError(f"dims must not repeat a coordinate; got {seq}")
+    if keep == list(range(keep[0], keep[0] + len(keep))):
+        return slice(keep[0], keep[0] + len(keep))  # contiguous: a view
+    return keep
+
+
 # ---------------------------------------------------------------------------
 # dtypes and conversion of inputs
 # ---------------------------------------------------------------------------

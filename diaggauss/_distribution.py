@@ -618,23 +618,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> d[1:3].batch_shape, d[..., 0].batch_shape, d[0, 1].batch_shape
         ((2, 3), (5,), ())
         """
-        batch = self.batch_shape
-        idx = index if isinstance(index, tuple) else (index,)
-        used = 0
-        ellipsis = False
-        for i in idx:
-            if i is Ellipsis:
-                ellipsis = True
-            elif i is not None:
-                dtype = getattr(i, "dtype", None)
-                is_bool = dtype is not None and "bool" in str(dtype)
-                used += i.ndim if is_bool else 1
-        if used > len(batch):
-            raise IndexError(
-                f"too many indices for batch_shape={batch}: {used} given; the event axis "
-                f"cannot be indexed, use marginal(dims) for a sub-vector"
-            )
-        full = (*idx, slice(None)) if ellipsis else (*idx, Ellipsis, slice(None))
+        full = _core.batch_key(index, len(self.batch_shape))
         loc = self._full(self._loc)[full]
         param = self._full(self._param)[full]
         return type(self)._from_parts(loc, param, self._kind, self._validate_args)
@@ -661,31 +645,14 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> d.marginal([3, 0]).loc
         array([3., 0.])
         """
-        d = self._loc.shape[-1]
-        xp = self._ns()
-        if isinstance(dims, slice):
-            loc, param = self._loc[..., dims], self._param[..., dims]
+        keep = _core.event_dims(dims, self._loc.shape[-1])
+        if isinstance(keep, slice):
+            loc, param = self._loc[..., keep], self._param[..., keep]
         else:
-            seq = [dims] if isinstance(dims, int) else list(dims)
-            try:
-                keep = [int(k) for k in seq]
-            except TypeError:
-                raise TypeError(
-                    f"dims must be an int, a slice or a sequence of ints; got {dims!r}"
-                ) from None
-            bad = [k for k in keep if not -d <= k < d]
-            if bad:
-                raise ValueError(f"dims {bad} out of range for event size d={d}")
-            keep = [k % d for k in keep]
-            if len(set(keep)) != len(keep):
-                raise ValueError(f"dims must not repeat a coordinate; got {list(seq)}")
-            if keep == list(range(keep[0], keep[0] + len(keep))) and keep:
-                sl = slice(keep[0], keep[0] + len(keep))
-                loc, param = self._loc[..., sl], self._param[..., sl]
-            else:
-                idx = xp.asarray(keep, device=self.device)
-                loc = xp.take(self._loc, idx, axis=self._loc.ndim - 1)
-                param = xp.take(self._param, idx, axis=self._param.ndim - 1)
+            xp = self._ns()
+            idx = xp.asarray(keep, device=self.device)
+            loc = xp.take(self._loc, idx, axis=self._loc.ndim - 1)
+            param = xp.take(self._param, idx, axis=self._param.ndim - 1)
         if loc.shape[-1] == 0:
             raise ValueError(f"dims selects no coordinate: {dims!r}")
         return type(self)._from_parts(loc, param, self._kind, self._validate_args)

@@ -428,9 +428,8 @@ class MixtureDiag:
         comps = self._components
         if comps.batch_shape != (*batch, k):
             comps = comps.expand((*batch, k))
-        idx = index if isinstance(index, tuple) else (index,)
         # the component axis (and, for the components, the event axis) stay whole
-        key = (*idx, slice(None)) if Ellipsis in idx else (*idx, Ellipsis, slice(None))
+        key = _core.batch_key(index, len(batch))
         sub_logits = logits[key]
         sub_comps = comps[key]
         return type(self)._from_parts(sub_logits, sub_comps, self._validate_args)
