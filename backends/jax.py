@@ -42,7 +42,7 @@ class JaxBackend(Backend):
     def is_concrete(self, x) -> bool:
         return not isinstance(x, _Tracer)
 
-    def can_cache(self, value) -> bool:
+    def can_cache(self, value, source) -> bool:
         return not isinstance(value, _Tracer)
 
     # No log_ndtr override: jax.scipy.special.log_ndtr is off by ~6e5 ulp in
@@ -54,6 +54,9 @@ class JaxBackend(Backend):
 
     def jit(self, fn):
         return jax.jit(fn)
+
+    def has_float64(self) -> bool:
+        return bool(jax.config.read("jax_enable_x64"))
 
     def random_stream(self, seed, xp):
         return _JaxStream(_key(seed))

@@ -54,7 +54,7 @@ class NumpyBackend(Backend):
     def matmul_into(self, a, b, out, index):
         np.matmul(a, b, out=out[index])
 
-    def expanded_square(self, x, center, capacity):
+    def expanded_square(self, x, center, capacity, other):
         *lead, rows, d = x.shape
         shape = (*lead, capacity, 2 * d + 1)
         held = getattr(_local, "expanded", None)

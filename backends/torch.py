@@ -38,6 +38,8 @@ _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 # Below this many elements a sum of squares is launch-bound: vecdot's single
 # kernel wins; above it, squaring in place and summing is faster (measured).
 _SMALL = 1 << 16
+# Below this many elements an in-place update saves nothing worth its checks.
+_TINY = 1 << 10
 _is_compiling = torch.compiler.is_compiling
 
 
@@ -56,14 +58,21 @@ class TorchBackend(Backend):
         """`is_concrete` of two tensors, with one compiler check."""
         return not (_is_compiling() or _is_wrapped(a) or _is_wrapped(b) or a.is_meta or b.is_meta)
 
-    def can_cache(self, value) -> bool:
-        # Unlike a JAX tracer, nothing torch computes from a distribution's own
-        # parameters outlives its context wrongly: inside torch.compile the
-        # cache write is a replayed side effect, and functorch transforms only
-        # batch what was built inside them (then the object is local too).
-        return True
+    def can_cache(self, value, source) -> bool:
+        # A value with autograd history (or from a parameter that has one)
+        # would serve a second backward pass through a freed graph: recompute.
+        # Inside torch.compile the cache write is a replayed side effect, and
+        # functorch transforms batch only what was built inside them.
+        return not (value.requires_grad or source.requires_grad)
+
+    def version(self, source):
+        if _is_compiling():
+            return None  # a traced version counter would make the cache test data-dependent
+        return source._version  # counts in-place updates of the parameter
 
     def can_update(self, z, other, *, grad_safe=True) -> bool:
+        if z.numel() < _TINY:
+            return False  # nothing to save, and the checks below cost more than a copy
         if _is_compiling():
             return True  # functionalised by the compiler
         if not grad_safe and z.requires_grad:
@@ -74,10 +83,12 @@ class TorchBackend(Backend):
     def all_true(self, condition) -> bool:
         return bool(condition.item())
 
-    def expanded_square(self, x, center, capacity):
-        if _is_compiling() or _is_wrapped(x) or x.device.type != "cpu":
+    def expanded_square(self, x, center, capacity, other):
+        if _is_compiling() or x.device.type != "cpu":
             return None
-        if torch.is_grad_enabled() and (x.requires_grad or center.requires_grad):
+        if any(_is_wrapped(t) for t in (x, center, other)):
+            return None
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, center, other)):
             return None  # autograd keeps the product's operands
         *lead, rows, d = x.shape
         shape = (*lead, capacity, 2 * d + 1)
@@ -88,12 +99,12 @@ class TorchBackend(Backend):
         buf[..., 2 * d].fill_(1.0)
         return buf
 
-    def difference(self, x, loc):
+    def difference(self, x, loc, *then):
         if max(x.numel(), loc.numel()) < _BIG or _is_compiling() or x.device.type != "cpu":
             return x - loc
-        if torch.is_grad_enabled() and (x.requires_grad or loc.requires_grad):
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, loc, *then)):
             return x - loc  # autograd keeps temporaries: a shared buffer would corrupt them
-        if _is_wrapped(x) or _is_wrapped(loc):
+        if any(_is_wrapped(t) for t in (x, loc, *then)):
             return x - loc
         shape = torch.broadcast_shapes(x.shape, loc.shape)
         dtype = torch.promote_types(x.dtype, loc.dtype)
@@ -116,6 +127,10 @@ class TorchBackend(Backend):
     def add_scaled(self, b, a, alpha):
         return torch.add(b, a, alpha=alpha)
 
+    def chunk_writes_ok(self, *arrays) -> bool:
+        # functorch-batched operands cannot be written into an unbatched result
+        return _is_compiling() or not any(_is_wrapped(a) for a in arrays)
+
     def matmul_into(self, a, b, out, index):
         target = out[index]
         if (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)) or not (
@@ -135,10 +150,10 @@ class TorchBackend(Backend):
         return torch.special.log_ndtr(x)
 
     def sum_squares(self, z, xp, *, scratch=False):
-        if _is_compiling():
-            return (z * z).sum(-1)  # the compiler fuses it
         if z.numel() <= _SMALL:
             return torch.linalg.vecdot(z, z)  # one kernel launch where overhead dominates
+        if _is_compiling():
+            return (z * z).sum(-1)  # the compiler fuses it
         if scratch and not z.requires_grad and not _is_wrapped(z):
             # Square in place: no second (..., d) temporary to allocate and fault in.
             return z.square_().sum(-1)
@@ -444,12 +459,10 @@ class MultivariateNormalDiag(DiagGaussianMath, Distribution):
         return self._full(self._scale())
 
     def _dense(self, name, vector):
-        value = self._cache.get(name)
-        if value is None:
-            value = _core.diag_embed(self._full(vector), _XP)
-            if BACKEND.can_cache(value):
-                self._cache[name] = value
-        return value
+        return self._cached(name, self._embed, vector)
+
+    def _embed(self, vector):
+        return _core.diag_embed(self._full(vector), _XP)
 
     @property
     def covariance_matrix(self) -> Tensor:
@@ -522,7 +535,7 @@ class MultivariateNormalDiag(DiagGaussianMath, Distribution):
         shape = self._extended_shape(sample_shape)
         eps = BACKEND.normal(generator, shape, self._loc.dtype, self._loc.device, _XP)
         x = self._reparameterize(eps)
-        return x, self._log_prob_of_noise(eps, scratch=True)
+        return x, self._log_prob_of_noise(eps)  # eps stays: autograd keeps it for x
 
     def reparameterize(self, eps: Tensor) -> Tensor:
         """``loc + scale * eps`` for given standard normal noise `eps`."""

@@ -69,12 +69,29 @@ class Backend:
         """Whether `x` holds values that can be read now without tracing or a compute graph."""
         return not array_api_compat.is_lazy_array(x)
 
-    def can_cache(self, value) -> bool:
-        """Whether a derived value may be kept on the object for later calls.
+    def can_cache(self, value, source) -> bool:
+        """Whether `value`, derived from parameter `source`, may be kept for later calls.
 
         Not for values that only live inside a trace (a JAX tracer kept on an
-        object made outside ``jit`` would leak).
+        object made outside ``jit`` would leak), nor for values with autograd
+        history (torch).
         """
+        return True
+
+    def version(self, source):
+        """A token that changes when `source` is updated in place (None: never tracked).
+
+        NumPy, JAX and the other libraries give none: their parameters are
+        treated as immutable; build a new distribution after changing them.
+        """
+        return None
+
+    def has_float64(self) -> bool:
+        """Whether float64 arrays can be made (JAX needs ``jax_enable_x64``)."""
+        return True
+
+    def chunk_writes_ok(self, *arrays) -> bool:
+        """Whether results computed from `arrays` may be written into a preallocated array."""
         return True
 
     def can_update(self, z, other, *, grad_safe=True) -> bool:
@@ -99,18 +116,22 @@ class Backend:
 
         return values_ok(dist._loc, dist._param, dist._kind, dist._ns(), self)
 
-    def difference(self, x, loc):
-        """``x - loc`` as a temporary the caller will overwrite and drop (never return)."""
+    def difference(self, x, loc, *then):
+        """``x - loc`` as a temporary the caller will overwrite and drop (never return).
+
+        `then` lists the arrays the caller will combine into it in place.
+        """
         return x - loc
 
     def subtract_from(self, c, a):
         """``c - a`` for a Python number `c` (libraries that wrap scalars slowly override it)."""
         return c - a
 
-    def expanded_square(self, x, center, capacity):
+    def expanded_square(self, x, center, capacity, other):
         """Rows ``[(x - c)**2, x - c, 1]`` for the pairwise product; None: use the concat.
 
-        May return a view of a reused buffer (`capacity` rows): consumed at once.
+        May return a view of a reused buffer (`capacity` rows) for an immediate
+        product with `other`.
         """
         return None
 
@@ -311,21 +332,16 @@ def get_namespace(*named):
     return xp
 
 
-_DEFAULT_FLOAT: dict[tuple[int, Any], Any] = {}
-
-
 def default_float_dtype(xp, device=None):
-    """The library's default real floating dtype (float64 for NumPy, torch's default...)."""
-    key = (id(xp), device)
-    dtype = _DEFAULT_FLOAT.get(key)
-    if dtype is None:
-        try:
-            info = xp.__array_namespace_info__()
-            dtype = info.default_dtypes(device=device)["real floating"]
-        except (AttributeError, TypeError, ValueError):
-            dtype = xp.float64
-        _DEFAULT_FLOAT[key] = dtype
-    return dtype
+    """The library's default real floating dtype (float64 for NumPy, torch's current default...).
+
+    Not cached: torch's default can change (``torch.set_default_dtype``).
+    """
+    try:
+        info = xp.__array_namespace_info__()
+        return info.default_dtypes(device=device)["real floating"]
+    except (AttributeError, TypeError, ValueError):
+        return xp.float64
 
 
 _jax_pytrees_registered = False

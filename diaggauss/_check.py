@@ -138,6 +138,8 @@ def _inputs(rng):
         "scale": rng.uniform(0.5, 2.0, size=(b, d)),
         "loc_q": rng.normal(size=(b, d)),
         "scale_q": rng.uniform(0.5, 2.0, size=(b, d)),
+        "log_scale": np.log(rng.uniform(0.5, 2.0, size=(b, d))),
+        "log_scale_q": np.log(rng.uniform(0.5, 2.0, size=(b, d))),
         "x": rng.normal(size=(2, b, d)),
         "eps": rng.normal(size=(2, b, d)),
         "pts": rng.normal(size=(5, d)),
@@ -148,8 +150,8 @@ def _inputs(rng):
 def _compute(inputs, make, seed):
     a = {k: make(v) for k, v in inputs.items()}
     p = dg.MultivariateNormalDiag(a["loc"], a["scale"])
-    q = dg.MultivariateNormalDiag.from_log_scale(a["loc_q"], make(np.log(inputs["scale_q"])))
-    ls = dg.MultivariateNormalDiag.from_log_scale(a["loc"], make(np.log(inputs["scale"])))
+    q = dg.MultivariateNormalDiag.from_log_scale(a["loc_q"], a["log_scale_q"])
+    ls = dg.MultivariateNormalDiag.from_log_scale(a["loc"], a["log_scale"])
     out = {
         "log_prob": p.log_prob(a["x"]),
         "prob": p.prob(a["x"]),
@@ -240,15 +242,19 @@ def run_check(backends=None):
 
 def _references(a):
     """Float64 values of every checked method, from the inputs as the dtype rounded them."""
-    loc, scale, loc_q, scale_q = a["loc"], a["scale"], a["loc_q"], a["scale_q"]
+    loc, scale, loc_q = a["loc"], a["scale"], a["loc_q"]
+    # q and the entropy's distribution are given by log-scale, as rounded
+    log_scale_q, log_scale = a["log_scale_q"], a["log_scale"]
+    scale_q = np.exp(log_scale_q)
     x, eps, pts, logits = a["x"], a["eps"], a["pts"], a["logits"]
     d = loc.shape[-1]
     z = (x - loc) / scale
     lp = (-0.5 * z**2 - np.log(scale) - 0.5 * _LOG_2PI).sum(-1)
-    kl = (np.log(scale_q / scale) + (scale**2 + (loc - loc_q) ** 2) / (2 * scale_q**2) - 0.5).sum(
-        -1
-    )
-    entropy = (np.log(scale) + 0.5 + 0.5 * _LOG_2PI).sum(-1)
+    kl = (
+        log_scale_q - np.log(scale) + (scale**2 + (loc - loc_q) ** 2) / (2 * scale_q**2) - 0.5
+    ).sum(-1)
+    entropy_p = (np.log(scale) + 0.5 + 0.5 * _LOG_2PI).sum(-1)
+    entropy = (log_scale + 0.5 + 0.5 * _LOG_2PI).sum(-1)
     pair_lp = (
         -0.5 * (((pts[:, None, :] - loc[None]) / scale[None]) ** 2)
         - np.log(scale)[None]
@@ -267,7 +273,7 @@ def _references(a):
         "entropy": entropy,
         "covariance": np.einsum("bi,ij->bij", scale**2, np.eye(d)),
         "kl_divergence": kl,
-        "cross_entropy": kl + entropy,
+        "cross_entropy": kl + entropy_p,
         "wasserstein2": np.sqrt(((loc - loc_q) ** 2 + (scale - scale_q) ** 2).sum(-1)),
         "reparameterize": loc + scale * eps,
         "mean": loc,

@@ -256,7 +256,7 @@ def _device(a):
 
 _CONSTRAINT = {
     "scale": "positive and finite",
-    "log_scale": "finite (scale = exp(log_scale) must be positive and finite)",
+    "log_scale": "finite",
     "variance": "positive and finite",
     "precision": "positive and finite",
 }
@@ -377,7 +377,7 @@ def standardize(x, loc, spread, inverse, xp, be):
     may be a reused buffer (`Backend.difference`): callers reduce it and never
     return it.
     """
-    return _update(be.difference(x, loc), spread, "*" if inverse else "/", be)
+    return _update(be.difference(x, loc, spread), spread, "*" if inverse else "/", be)
 
 
 def _fits(small, big):
@@ -464,7 +464,7 @@ def kl_divergence(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp, be):
         u = (loc_p - loc_q) * inv_scale_q
         return xp.sum(0.5 * ((xp.expm1(t) - t) + u * u), axis=-1)
     e = _update(xp.expm1(t), t, "-", be, grad_safe=False)
-    u = _update(be.difference(loc_p, loc_q), inv_scale_q, "*", be)
+    u = _update(be.difference(loc_p, loc_q, inv_scale_q), inv_scale_q, "*", be)
     total = be.add_scaled(xp.sum(e, axis=-1), be.sum_squares(u, xp, scratch=True), 1.0)
     return 0.5 * total
 
@@ -477,7 +477,7 @@ def cross_entropy(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp, be):
     if be.fused_reductions:
         u = (loc_p - loc_q) * inv_scale_q
         return xp.sum(log_scale_q + 0.5 * (r + u * u) + HALF_LOG_2PI, axis=-1)
-    u = _update(be.difference(loc_p, loc_q), inv_scale_q, "*", be)
+    u = _update(be.difference(loc_p, loc_q, inv_scale_q), inv_scale_q, "*", be)
     quad = be.add_scaled(xp.sum(r, axis=-1), be.sum_squares(u, xp, scratch=True), 1.0)
     return be.add_scaled(xp.sum(log_scale_q, axis=-1), quad, 0.5) + d * HALF_LOG_2PI
 

@@ -604,7 +604,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         """
         eps = self._noise(sample_shape, seed)
         x = self._reparameterize(eps)
-        return x, self._log_prob_of_noise(eps, scratch=True)
+        return x, self._log_prob_of_noise(eps)  # eps stays: autograd may keep it for x
 
     # -- restructuring ----------------------------------------------------------------
 
@@ -679,12 +679,12 @@ class MultivariateNormalDiag(DiagGaussianMath):
     # -- other libraries' distributions ------------------------------------------------
 
     @classmethod
-    def from_distribution(cls, dist, *, validate_args=None):
+    def from_distribution(cls, dist, *, event_dims=None, validate_args=None):
         """Convert another library's diagonal Gaussian.
 
-        Accepts this library's torch adapter and torch's ``Independent(Normal,
-        1)``, ``MultivariateNormal`` and ``LowRankMultivariateNormal`` with a
-        diagonal covariance (see
+        Accepts this library's torch adapter, torch's ``Normal`` (with
+        `event_dims`), ``Independent(Normal)``, ``MultivariateNormal`` and
+        ``LowRankMultivariateNormal`` with a diagonal covariance (see
         `diaggauss.backends.torch.MultivariateNormalDiag.from_distribution`);
         distrax, numpyro and TFP diagonal Gaussians (see
         `diaggauss.backends.jax.from_distribution`); and a frozen
@@ -712,8 +712,12 @@ class MultivariateNormalDiag(DiagGaussianMath):
         if module.startswith(("torch", "diaggauss.backends.torch", "diaggauss.backends.pyro")):
             from diaggauss.backends.torch import MultivariateNormalDiag as TorchMVND
 
-            t = TorchMVND.from_distribution(dist, validate_args=validate_args)
+            t = TorchMVND.from_distribution(
+                dist, event_dims=event_dims, validate_args=validate_args
+            )
             return cls._from_parts(t._loc, t._param, t._kind, validate_args)
+        if event_dims is not None:
+            raise ValueError("event_dims is only for torch's Normal")
         if module.startswith(
             ("distrax", "numpyro", "tensorflow_probability", "diaggauss.backends.jax")
         ):

@@ -85,6 +85,9 @@ def fit(x, weights=None, *, min_scale=0.0, xp=None, validate_args=None):
     x, weights, xp = _points_and_weights(x, weights, xp)
     wd = _core.work_dtype(x.dtype, xp)
     xw = xp.astype(x, wd) if x.dtype != wd else x
+    be = backend_for(xp)
+    if be.is_concrete(x) and not be.all_true(xp.all(xp.isfinite(x))):
+        _core.check_array("x", x, xp.isfinite(x), "finite", xp)
     if weights is None:
         mean = xp.mean(xw, axis=-2)
         dev = xw - xp.expand_dims(mean, axis=-2)
@@ -100,7 +103,6 @@ def fit(x, weights=None, *, min_scale=0.0, xp=None, validate_args=None):
         if not min_scale > 0:
             raise ValueError(f"min_scale must be non-negative; got {min_scale!r}")
         scale = xp.maximum(scale, xp.asarray(min_scale, dtype=wd, device=_core._device(scale)))
-    be = backend_for(xp)
     validate = get_default_validate_args() if validate_args is None else validate_args
     if validate and be.is_concrete(scale) and not be.all_true(xp.all(scale > 0)):
         zero = xp.nonzero(xp.reshape(scale <= 0, (-1,)))[0]
@@ -221,6 +223,8 @@ def fit_mixture(
     """
     x, weights, xp = _points_and_weights(x, weights, xp, batched=False)
     n = x.shape[0]
+    if backend_for(xp).is_concrete(x) and not backend_for(xp).all_true(xp.all(xp.isfinite(x))):
+        _core.check_array("x", x, xp.isfinite(x), "finite", xp)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n:
         raise ValueError(f"k must be an int between 1 and the number of points {n}; got {k!r}")
     if init not in INITS:

@@ -21,22 +21,43 @@ class DiagGaussianMath:
 
     # -- derived parameters ----------------------------------------------------
 
-    def _derived(self, name, convert):
-        """A derived parameter, cached when the backend allows (never a tracer)."""
-        value = self._cache.get(name)
-        if value is None:
-            value = convert(self._param, self._kind, self._ns())
-            if self._be.can_cache(value):
-                self._cache[name] = value
+    def _cached(self, key, compute, *args):
+        """``compute(*args)``, kept on the object while the parameter is unchanged.
+
+        An entry is keyed on the backend's version of the parameter (torch
+        counts in-place updates), and is not kept when the backend says so: a
+        JAX tracer must not outlive its trace, and a torch value with autograd
+        history must be recomputed for every backward pass.
+        """
+        self._ns()  # resolves the backend of an object rebuilt from its parts
+        be = self._be
+        token = be.version(self._param)
+        entry = self._cache.get(key)
+        if entry is not None and entry[0] == token:
+            return entry[1]
+        value = compute(*args)
+        if be.can_cache(value, self._param):
+            self._cache[key] = (token, value)
         return value
 
-    def _scale(self):
-        return self._param if self._kind == "scale" else self._derived("scale", _core.scale_of)
+    def _derived(self, name, convert, wd=None):
+        """A derived parameter, computed from the parameter upcast to `wd` if given."""
+        param = self._param
+        xp = self._ns()
+        if wd is None or param.dtype == wd:
+            return self._cached(name, convert, param, self._kind, xp)
+        # a 16-bit parameter: derive at the working precision
+        return self._cached((name, wd), _convert_upcast, convert, param, self._kind, wd, xp)
 
-    def _log_scale(self):
-        if self._kind == "log_scale":
+    def _scale(self, wd=None):
+        if self._kind == "scale" and (wd is None or self._param.dtype == wd):
             return self._param
-        return self._derived("log_scale", _core.log_scale_of)
+        return self._derived("scale", _core.scale_of, wd)
+
+    def _log_scale(self, wd=None):
+        if self._kind == "log_scale" and (wd is None or self._param.dtype == wd):
+            return self._param
+        return self._derived("log_scale", _core.log_scale_of, wd)
 
     def _variance(self):
         if self._kind == "variance":
@@ -48,10 +69,10 @@ class DiagGaussianMath:
             return self._param
         return self._derived("precision", _core.precision_of)
 
-    def _inv_scale(self):
-        return self._derived("inv_scale", _core.inv_scale_of)
+    def _inv_scale(self, wd=None):
+        return self._derived("inv_scale", _core.inv_scale_of, wd)
 
-    def _spread(self):
+    def _spread(self, wd=None):
         """``(scale, False)`` to divide by, or ``(1 / scale, True)`` to multiply with.
 
         A given scale is divided by: inverting it first would add a full pass
@@ -59,41 +80,24 @@ class DiagGaussianMath:
         percent of multiplication where memory bound (measured).
         """
         if self._kind == "scale":
-            return self._param, False
-        return self._inv_scale(), True
+            return self._scale(wd), False
+        return self._inv_scale(wd), True
 
     def _sum_log_scale(self, wd):
         """``sum(log scale)`` over the event axis, in working dtype `wd`."""
-        cache = self._cache
-        value = cache.get("sum_log_scale")
-        if value is None:
-            xp = self._ns()
-            if self._param.dtype == wd:
-                # from the elementwise log-scale, which validation may have made already
-                value = xp.sum(self._log_scale(), axis=-1)
-            else:
-                value = _core.sum_log_scale(self._param, self._kind, xp)
-            if self._be.can_cache(value):
-                cache["sum_log_scale"] = value
-        if value.dtype != wd:
-            # A point of a wider dtype than the distribution: recompute at its precision.
-            xp = self._ns()
-            value = xp.sum(_core.log_scale_of(xp.astype(self._param, wd), self._kind, xp), axis=-1)
-        return value
+        # from the elementwise log-scale, which validation may have made already
+        return self._cached(("sum_log_scale", wd), self._compute_sum_log_scale, wd)
+
+    def _compute_sum_log_scale(self, wd):
+        return self._ns().sum(self._log_scale(wd), axis=-1)
 
     def _neg_log_normalizer(self, wd):
         """``-(sum(log scale) + d/2 log 2 pi)``, cached like ``sum(log scale)``."""
-        cache = self._cache
-        value = cache.get("neg_log_normalizer")
-        if value is None or value.dtype != wd:
-            value = _core.neg_log_normalizer(
-                self._sum_log_scale(wd), self._loc.shape[-1], self._be
-            )
-            if value.dtype == self._cache.get("sum_log_scale", value).dtype and self._be.can_cache(
-                value
-            ):
-                cache["neg_log_normalizer"] = value
-        return value
+        return self._cached(("neg_log_normalizer", wd), self._compute_neg_log_normalizer, wd)
+
+    def _compute_neg_log_normalizer(self, wd):
+        d = self._loc.shape[-1]
+        return _core.neg_log_normalizer(self._sum_log_scale(wd), d, self._be)
 
     def _validate(self):
         """Raise a `ValueError` on a non-finite loc or an invalid spread."""
@@ -110,32 +114,25 @@ class DiagGaussianMath:
         return dtype, work_dtype(dtype, self._ns())
 
     def _standardized_inputs(self, x):
-        spread, inverse = self._spread()
         loc = self._loc
         if x.dtype == loc.dtype:
             dtype = loc.dtype
             wd = work_dtype(dtype, self._ns())
             if wd == dtype:  # the common case: nothing to convert
+                spread, inverse = self._spread()
                 return x, loc, spread, inverse, dtype, wd
         else:
             dtype, wd = self._dtypes(x)
-        x, loc, spread = _core._upcast(self._ns(), wd, x, loc, spread)
+        spread, inverse = self._spread(wd)
+        x, loc = _core._upcast(self._ns(), wd, x, loc)
         return x, loc, spread, inverse, dtype, wd
-
-    def _log_scale_wd(self, wd):
-        ls = self._log_scale()
-        return (
-            ls
-            if ls.dtype == wd
-            else _core.log_scale_of(self._ns().astype(self._param, wd), self._kind, self._ns())
-        )
 
     def _log_prob(self, x):
         x, loc, spread, inverse, dtype, wd = self._standardized_inputs(x)
         xp, be = self._ns(), self._be
         if be.fused_reductions:
             z = _core.standardize(x, loc, spread, inverse, xp, be)
-            out = _core.log_prob_fused(z, self._log_scale_wd(wd), xp)
+            out = _core.log_prob_fused(z, self._log_scale(wd), xp)
         else:
             maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, be)
             out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), be)
@@ -171,9 +168,9 @@ class DiagGaussianMath:
         wd = work_dtype(dtype, xp)
         (e,) = _core._upcast(xp, wd, eps)
         if self._be.fused_reductions:
-            out = _core.log_prob_fused(e, self._log_scale_wd(wd), xp)
+            out = _core.log_prob_fused(e, self._log_scale(wd), xp)
         else:
-            maha = self._be.sum_squares(e, xp, scratch=scratch or e is not eps)
+            maha = self._be.sum_squares(e, xp, scratch=scratch and e is not eps)
             out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), self._be)
         return _core._finish(out, dtype, xp)
 
@@ -189,19 +186,22 @@ class DiagGaussianMath:
     def _kl(self, q):
         """``KL(self || q)``, batch shapes broadcast by the arithmetic."""
         xp, dtype, wd = self._pair_dtypes(q)
-        args = _core._upcast(
-            xp, wd, self._loc, self._log_scale(), q._loc, q._log_scale(), q._inv_scale()
-        )
+        loc_p, loc_q = _core._upcast(xp, wd, self._loc, q._loc)
+        args = (loc_p, self._log_scale(wd), loc_q, q._log_scale(wd), q._inv_scale(wd))
         return _core._finish(_core.kl_divergence(*args, xp, self._be), dtype, xp)
 
     def _cross_entropy(self, q):
         xp, dtype, wd = self._pair_dtypes(q)
-        args = _core._upcast(
-            xp, wd, self._loc, self._log_scale(), q._loc, q._log_scale(), q._inv_scale()
-        )
+        loc_p, loc_q = _core._upcast(xp, wd, self._loc, q._loc)
+        args = (loc_p, self._log_scale(wd), loc_q, q._log_scale(wd), q._inv_scale(wd))
         return _core._finish(_core.cross_entropy(*args, xp, self._be), dtype, xp)
 
     def _wasserstein2(self, q):
         xp, dtype, wd = self._pair_dtypes(q)
-        args = _core._upcast(xp, wd, self._loc, self._scale(), q._loc, q._scale())
+        loc_p, loc_q = _core._upcast(xp, wd, self._loc, q._loc)
+        args = (loc_p, self._scale(wd), loc_q, q._scale(wd))
         return _core._finish(_core.wasserstein2(*args, xp, self._be), dtype, xp)
+
+
+def _convert_upcast(convert, param, kind, wd, xp):
+    return convert(xp.astype(param, wd), kind, xp)

@@ -61,13 +61,13 @@ def _rows_per_chunk(width, chunk_size):
     return max(1, CHUNK_ELEMENTS // max(width, 1))
 
 
-def _gemm(rows_of, n, b_t, out_shape, dtype, xp, be, chunk_rows):
+def _gemm(rows_of, n, b_t, out_shape, dtype, xp, be, chunk_rows, *operands):
     """``A @ b_t`` where ``rows_of(i, j)`` builds rows ``i:j`` of A (axis -2).
 
     Written block by block into a preallocated result where the library
-    allows writes; in one product otherwise.
+    allows writes (and none of `operands` forbids it); in one product otherwise.
     """
-    if not be.inplace or n <= chunk_rows:
+    if not be.inplace or n <= chunk_rows or not be.chunk_writes_ok(b_t, *operands):
         return xp.matmul(rows_of(0, n), b_t)
     out = xp.empty(out_shape, dtype=dtype, device=_core._device(b_t))
     for i in range(0, n, chunk_rows):
@@ -151,7 +151,7 @@ def pairwise_log_prob(
     x, lead = _prepare_points(x, comps, xp)
     if method == "direct":
         return _direct(x, comps, lead, xp, "log_prob", chunk_size)
-    return _gemm_quadratic(x, comps, lead, xp, "log_prob", chunk_size)
+    return _gemm_quadratic(x, comps, lead, xp, "log_prob", chunk_size, method)
 
 
 def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
@@ -176,22 +176,38 @@ def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
     x, lead = _prepare_points(x, p, xp)
     if method == "direct":
         return _direct(x, p, lead, xp, "mahalanobis", chunk_size)
-    return _gemm_quadratic(x, p, lead, xp, "mahalanobis", chunk_size)
+    return _gemm_quadratic(x, p, lead, xp, "mahalanobis", chunk_size, method)
 
 
-def _gemm_quadratic(x, comps, lead, xp, what, chunk_size):
+# The expansion's rounding error is at most 8 eps sum_j ((x_j - c_j)**2 + (m_j - c_j)**2)
+# / s_j**2 (module notes); past this many nats, "auto" computes at a wider precision.
+GEMM_ERROR_LIMIT = 1e-2
+
+
+def _gemm_quadratic(x, comps, lead, xp, what, chunk_size, method="auto"):
     """log_prob or Mahalanobis distance through one product over [x**2, x, 1]."""
     be = backend_for(xp)
     dtype = comps.dtype if x.dtype == comps.dtype else xp.result_type(x, comps._loc)
     wd = work_dtype(dtype, xp)
     d = comps.event_shape[0]
-    loc, log_scale = _core._upcast(xp, wd, comps._loc, comps._log_scale())
+    full = (*comps.batch_shape, d)
+    (loc,) = _core._upcast(xp, wd, comps._loc)
+    loc = _broadcast_batch(xp.broadcast_to(loc, full), lead, xp)
+    log_scale = _broadcast_batch(xp.broadcast_to(comps._log_scale(wd), full), lead, xp)
     x = xp.astype(x, wd) if x.dtype != wd else x
-    loc = _broadcast_batch(loc, lead, xp)
-    log_scale = _broadcast_batch(xp.broadcast_to(log_scale, (*comps.batch_shape, d)), lead, xp)
     center = _center(loc, xp)
     m = loc - center
     prec = xp.exp(-2.0 * log_scale)
+    if method == "auto" and _expansion_too_coarse(x, center, m, prec, wd, xp, be):
+        wider = _wider_dtype(wd, xp, be)
+        if wider is None:
+            return _direct(x, comps, lead, xp, what, chunk_size)
+        # the same product at double precision: slower, never inaccurate here
+        comps_wide = MultivariateNormalDiag._from_parts(
+            xp.astype(comps._loc, wider), xp.astype(comps._log_scale(), wider), "log_scale"
+        )
+        out = _gemm_quadratic(xp.astype(x, wider), comps_wide, lead, xp, what, chunk_size, "gemm")
+        return _core._finish(out, dtype, xp)
     mp = m * prec
     if what == "log_prob":
         bias = -(0.5 * xp.sum(m * mp, axis=-1) + xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI)
@@ -208,17 +224,41 @@ def _gemm_quadratic(x, comps, lead, xp, what, chunk_size):
 
     def rows_of(i, j):
         block = x[..., i:j, :]
-        fast = be.expanded_square(block, center, min(chunk_rows, n))
+        fast = be.expanded_square(block, center, min(chunk_rows, n), b_t)
         if fast is not None:
             return fast
         xc = block - center
         ones = xp.ones((*ones_shape[:-1], j - i, 1), dtype=wd, device=_core._device(x))
         return xp.concat([xc * xc, xc, ones], axis=-1)
 
-    out = _gemm(rows_of, n, b_t, (*lead, n, k), wd, xp, be, chunk_rows)
+    out = _gemm(rows_of, n, b_t, (*lead, n, k), wd, xp, be, chunk_rows, x, center)
     if what == "mahalanobis":
         out = xp.sqrt(xp.clip(out, 0.0, None))  # rounding may dip below zero at distance 0
     return _core._finish(out, dtype, xp)
+
+
+def _expansion_too_coarse(x, center, m, prec, wd, xp, be):
+    """Whether the expansion's error bound exceeds `GEMM_ERROR_LIMIT` (values read: one sync).
+
+    The bound uses the largest deviation of the data from the centre per
+    coordinate (two reductions over x) and every component's spread; traced
+    or lazy arrays are not read and keep the product.
+    """
+    if not (be.is_concrete(x) and be.is_concrete(m)):
+        return False
+    hi = xp.max(x, axis=-2, keepdims=True) - center
+    lo = xp.min(x, axis=-2, keepdims=True) - center
+    reach = xp.maximum(hi * hi, lo * lo)  # (..., 1, d)
+    bound = xp.max(xp.sum((reach + m * m) * prec, axis=-1))
+    eps = float(xp.finfo(wd).eps)
+    return not be.all_true(8 * eps * bound <= GEMM_ERROR_LIMIT)
+
+
+def _wider_dtype(wd, xp, be):
+    """float64 where the library has it and `wd` is narrower; else None."""
+    if xp.finfo(wd).bits >= 64 or not be.has_float64():
+        return None
+    return xp.float64
 
 
 def _direct(x, comps, lead, xp, what, chunk_size):
@@ -228,10 +268,11 @@ def _direct(x, comps, lead, xp, what, chunk_size):
     wd = work_dtype(dtype, xp)
     d = comps.event_shape[0]
     k = comps.batch_shape[-1]
-    loc, log_scale = _core._upcast(xp, wd, comps._loc, comps._log_scale())
+    full = (*comps.batch_shape, d)
+    (loc,) = _core._upcast(xp, wd, comps._loc)
     x = xp.astype(x, wd) if x.dtype != wd else x
-    loc = _broadcast_batch(loc, lead, xp)[..., None, :, :]
-    log_scale = _broadcast_batch(xp.broadcast_to(log_scale, (*comps.batch_shape, d)), lead, xp)
+    loc = _broadcast_batch(xp.broadcast_to(loc, full), lead, xp)[..., None, :, :]
+    log_scale = _broadcast_batch(xp.broadcast_to(comps._log_scale(wd), full), lead, xp)
     inv = xp.exp(-log_scale)[..., None, :, :]
     norm = (xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI)[..., None, :]
     x = _broadcast_batch(x, lead, xp)
@@ -243,7 +284,7 @@ def _direct(x, comps, lead, xp, what, chunk_size):
         maha = xp.sum(z * z, axis=-1)
         return -0.5 * maha - norm if what == "log_prob" else xp.sqrt(maha)
 
-    if not be.inplace or n <= rows:
+    if not be.inplace or n <= rows or not be.chunk_writes_ok(x, loc, inv):
         out = block(0, n)
     else:
         out = xp.empty((*lead, n, k), dtype=wd, device=_core._device(x))
@@ -281,7 +322,8 @@ def _pair_components(p, q, what):
 def _full_params(dist, lead, xp, wd):
     d = dist.event_shape[0]
     full = (*dist.batch_shape, d)
-    loc, log_scale = _core._upcast(xp, wd, dist._loc, dist._log_scale())
+    (loc,) = _core._upcast(xp, wd, dist._loc)
+    log_scale = dist._log_scale(wd)
     loc = _broadcast_batch(xp.broadcast_to(loc, full), lead, xp)
     log_scale = _broadcast_batch(xp.broadcast_to(log_scale, full), lead, xp)
     return loc, log_scale
@@ -312,6 +354,24 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
     loc_p, ls_p = _full_params(p, lead, xp, wd)
     loc_q, ls_q = _full_params(q, lead, xp, wd)
     d = p.event_shape[0]
+    if method == "auto":
+        be = backend_for(xp)
+        wider = _wider_dtype(wd, xp, be)
+        if be.is_concrete(loc_p) and be.is_concrete(loc_q):
+            # the expansion below cancels terms up to sum((mp**2 + mq**2 + sp**2) / sq**2)
+            c = _center(loc_q, xp)
+            reach = xp.max((loc_p - c) ** 2 + xp.exp(2.0 * ls_p), axis=-2, keepdims=True)
+            bound = xp.max(xp.sum((reach + (loc_q - c) ** 2) * xp.exp(-2.0 * ls_q), axis=-1))
+            if not be.all_true(8 * float(xp.finfo(wd).eps) * bound <= GEMM_ERROR_LIMIT):
+                if wider is None:
+                    return pairwise_kl_divergence(p, q, method="direct")
+                pw, qw = (
+                    MultivariateNormalDiag._from_parts(
+                        xp.astype(v._loc, wider), xp.astype(v._log_scale(), wider), "log_scale"
+                    )
+                    for v in (p, q)
+                )
+                return _core._finish(pairwise_kl_divergence(pw, qw, method="gemm"), dtype, xp)
     if method == "direct":
         t = 2.0 * (ls_p[..., :, None, :] - ls_q[..., None, :, :])
         u = (loc_p[..., :, None, :] - loc_q[..., None, :, :]) * xp.exp(-ls_q[..., None, :, :])

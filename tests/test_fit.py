@@ -175,3 +175,11 @@ def test_fit_mixture_errors(three_blobs):
         dg.fit_mixture(x[None], 2)
     with pytest.raises(dg.SeedError):
         dg.fit_mixture(x, 2, seed="zero")
+
+
+def test_non_finite_data_is_named():
+    x = np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 0.0]])
+    with pytest.raises(ValueError, match=r"x must be finite; got nan at index \(1, 0\)"):
+        dg.fit(x)
+    with pytest.raises(ValueError, match="x must be finite"):
+        dg.fit_mixture(x, 2)

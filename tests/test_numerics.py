@@ -115,3 +115,24 @@ def test_no_silent_nan_at_extreme_valid_values(xp):
     for value in values:
         assert not np.isnan(value).any()
     assert values[0] == -np.inf
+
+
+def test_16_bit_spreads_are_derived_at_working_precision():
+    """A float16 spread scoring float64 points: derived values in float64, not float16."""
+    rng = np.random.default_rng(3)
+    loc = rng.normal(size=(4, 8)).astype(np.float16)
+    log_scale = (rng.normal(size=(4, 8)) * 0.3).astype(np.float16)
+    x = rng.normal(size=(4, 8))
+    variance = np.exp(2 * log_scale.astype(np.float64)).astype(np.float16)
+    precision = np.exp(-2 * log_scale.astype(np.float64)).astype(np.float16)
+    cases = [
+        ("log_scale", log_scale, np.exp(log_scale.astype(np.float64))),
+        ("variance", variance, np.sqrt(variance.astype(np.float64))),
+        ("precision", precision, 1 / np.sqrt(precision.astype(np.float64))),
+    ]
+    for kind, param, scale in cases:
+        d = getattr(dg.MultivariateNormalDiag, f"from_{kind}")(loc, param)
+        lp = d.log_prob(x)
+        assert lp.dtype == np.float64
+        ref = stats.norm.logpdf(x, loc.astype(np.float64), scale).sum(-1)
+        np.testing.assert_allclose(lp, ref, rtol=1e-12, err_msg=kind)

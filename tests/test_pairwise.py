@@ -206,3 +206,52 @@ def test_torch_autograd_and_jax_jit(problem):
         ref_log_prob(x, loc, scale),
         rtol=1e-9,
     )
+
+
+def test_shared_mean_for_all_components(xp, rng):
+    x = rng.normal(size=(6, 2))
+    loc = np.zeros(2)
+    scale = rng.uniform(0.5, 2, size=(3, 2))
+    ref = ref_log_prob(x, np.broadcast_to(loc, (3, 2)), scale)
+    for method in ("gemm", "direct"):
+        got = dg.pairwise_log_prob(
+            asarray(xp, x), asarray(xp, loc), asarray(xp, scale), method=method
+        )
+        assert_close(got, ref, xp=xp, rtol=1e-9)
+    m = dg.MixtureDiag(asarray(xp, np.zeros(3)), asarray(xp, loc), asarray(xp, scale))
+    assert tuple(m.log_prob(asarray(xp, x)).shape) == (6,)
+
+
+@pytest.mark.parametrize("sep", [1e2, 1e3, 1e4])
+def test_float32_well_separated_components(sep):
+    """Components far apart against their scales: "auto" stays within float32's reach."""
+    loc = np.array([[-sep, 0.0], [sep, 0.0]], dtype=np.float32)
+    scale = np.full((2, 2), 0.1, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    x = (loc[rng.integers(0, 2, 200)] + rng.normal(size=(200, 2)) * 0.1).astype(np.float32)
+    truth = ref_log_prob(x.astype(np.float64), loc.astype(np.float64), scale.astype(np.float64))
+    got = dg.pairwise_log_prob(x, loc, scale)
+    assert got.dtype == np.float32
+    direct = dg.pairwise_log_prob(x, loc, scale, method="direct")
+    err = np.abs(got - truth).max()
+    assert (
+        err
+        <= 2 * np.abs(direct - truth).max() + 4 * np.finfo(np.float32).eps * np.abs(truth).max()
+    )
+    m = dg.MixtureDiag(np.zeros(2, np.float32), loc, scale)
+    np.testing.assert_allclose(
+        m.log_prob(x), special_logsumexp(truth + np.log(0.5)), rtol=1e-5, atol=1e-5
+    )
+    shifted = loc + np.float32(0.01)  # as float32 rounds it at this magnitude
+    kl = dg.pairwise_kl_divergence(
+        dg.MultivariateNormalDiag(loc, scale), dg.MultivariateNormalDiag(shifted, scale)
+    )
+    delta = shifted.astype(np.float64) - loc.astype(np.float64)
+    expected = (delta**2 / (2 * scale.astype(np.float64) ** 2)).sum(-1)
+    np.testing.assert_allclose(np.diag(kl), expected, rtol=1e-3)
+
+
+def special_logsumexp(a):
+    from scipy.special import logsumexp
+
+    return logsumexp(a, axis=-1)

@@ -585,3 +585,124 @@ def test_mixture_matches_mixture_same_family():
     torch.testing.assert_close(clone.log_prob(x), ours.log_prob(x))
     with pytest.raises(ValueError, match="scale must be positive"):
         MixtureDiag(logits, loc, -scale)
+
+
+# -- autograd with the large-array paths (scratch buffers, caches) ---------------------------
+
+
+def test_large_paths_keep_autograd_intact():
+    """Reused temporaries never enter the graph, whichever operand requires grad."""
+    import diaggauss as dg
+
+    torch.manual_seed(0)
+    n, d = 4096, 64  # above the size where the scratch buffers kick in
+    x, loc = torch.randn(n, d, dtype=torch.float64), torch.randn(n, d, dtype=torch.float64)
+    ls = (torch.randn(n, d, dtype=torch.float64) * 0.1).requires_grad_()
+    lp = MVND.from_log_scale(loc, ls).log_prob(x).sum()
+    dg.log_prob(x, loc, torch.ones(d, dtype=torch.float64))  # an unrelated call, no grad
+    with torch.no_grad():
+        MVND.from_log_scale(loc, ls).log_prob(x * 3)
+    (g,) = torch.autograd.grad(lp, ls)
+    z = (x - loc) / ls.detach().exp()
+    torch.testing.assert_close(g, z**2 - 1)
+    q = MVND.from_log_scale(loc.flip(0), ls)
+    kl = kl_divergence(MVND(loc, torch.ones(d, dtype=torch.float64)), q).sum()
+    kl.backward()  # the scale of q carries grad through the in-place KL path
+
+
+def test_rsample_and_log_prob_backward_at_size():
+    scale = torch.rand(2048, 64, dtype=torch.float64).add_(0.5).requires_grad_()
+    d = MVND(torch.zeros(2048, 64, dtype=torch.float64), scale)
+    for draw in (d.rsample_and_log_prob, lambda s: MVND(d.loc, scale).rsample_and_log_prob(s)):
+        x, lp = draw((2,))
+        (x.sum() + lp.sum()).backward()
+    import diaggauss as dg
+
+    neutral = dg.MultivariateNormalDiag(torch.zeros(2048, 64, dtype=torch.float64), scale)
+    x, lp = neutral.sample_and_log_prob(2, seed=0)
+    (x.sum() + lp.sum()).backward()
+
+
+def test_pairwise_and_mixture_backward_with_scale_grad():
+    import diaggauss as dg
+
+    torch.manual_seed(1)
+    x, loc = torch.randn(3000, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
+    s = (torch.rand(5, 4, dtype=torch.float64) + 0.5).requires_grad_()
+    lp = dg.pairwise_log_prob(x[:100], loc, s)
+    dg.pairwise_log_prob(x[100:200], loc, s)
+    chunked = dg.pairwise_log_prob(x, loc, s, chunk_size=1000)
+    (lp.sum() + chunked.sum()).backward()
+    expected = (-1 / s + ((x[:, None] - loc) ** 2 / s**3)).sum(0) + (
+        -1 / s + ((x[:100, None] - loc) ** 2 / s**3)
+    ).sum(0)
+    torch.testing.assert_close(s.grad, expected.detach())
+    logits = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    m = dg.MixtureDiag(logits, loc, s)
+    m.log_prob(x).sum().backward()
+    m.log_prob(x).sum().backward()
+
+
+def test_prebuilt_distribution_trains_and_follows_in_place_updates():
+    """Built once from nn.Parameters, used for several optimiser steps (like Independent)."""
+    loc = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    log_sig = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    d = MVND.from_log_scale(loc, log_sig)
+    opt = torch.optim.SGD([loc, log_sig], lr=0.1)
+    x = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = -d.log_prob(x).mean()
+        loss.backward()
+        opt.step()
+    fresh = MVND.from_log_scale(loc.detach(), log_sig.detach())
+    torch.testing.assert_close(d.log_prob(x).detach(), fresh.log_prob(x))
+    buf = torch.ones(3, dtype=torch.float64)
+    e = MVND(torch.zeros(3, dtype=torch.float64), buf)
+    before = e.log_prob(x)
+    buf.mul_(2)  # an in-place update of a parameter without grad
+    torch.testing.assert_close(
+        e.log_prob(x), MVND(torch.zeros(3, dtype=torch.float64), buf.clone()).log_prob(x)
+    )
+    assert not torch.equal(before, e.log_prob(x))
+
+
+def test_vmap_through_pairwise_and_mixture():
+    import diaggauss as dg
+
+    torch.manual_seed(2)
+    x, locs = torch.randn(50, 3), torch.randn(4, 5, 3)
+    scale, logits = torch.rand(5, 3) + 0.5, torch.zeros(5)
+    got = torch.func.vmap(lambda lo: dg.MixtureDiag(logits, lo, scale).log_prob(x))(locs)
+    want = torch.stack([dg.MixtureDiag(logits, lo, scale).log_prob(x) for lo in locs])
+    torch.testing.assert_close(got, want)
+    xs = torch.randn(3, 40, 3)
+    for method in ("gemm", "direct"):
+        got = torch.func.vmap(
+            lambda xx, m=method: dg.pairwise_log_prob(xx, locs[0], scale, chunk_size=10, method=m)
+        )(xs)
+        want = torch.stack([dg.pairwise_log_prob(xx, locs[0], scale) for xx in xs])
+        torch.testing.assert_close(got, want)
+
+
+def test_default_dtype_is_read_at_each_conversion():
+    import diaggauss as dg
+
+    before = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert (
+            dg.MultivariateNormalDiag(
+                torch.zeros(2, dtype=torch.int64), torch.ones(2, dtype=torch.int64)
+            ).dtype
+            == torch.float64
+        )
+        torch.set_default_dtype(torch.float32)
+        assert (
+            dg.MultivariateNormalDiag(
+                torch.zeros(2, dtype=torch.int64), torch.ones(2, dtype=torch.int64)
+            ).dtype
+            == torch.float32
+        )
+    finally:
+        torch.set_default_dtype(before)
