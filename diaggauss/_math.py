@@ -29,8 +29,10 @@ class DiagGaussianMath:
         JAX tracer must not outlive its trace, and a torch value with autograd
         history must be recomputed for every backward pass.
         """
-        self._ns()  # resolves the backend of an object rebuilt from its parts
         be = self._be
+        if be is None:  # an object rebuilt from its parts: resolve its backend
+            self._ns()
+            be = self._be
         token = be.version(self._param)
         entry = self._cache.get(key)
         # an untracked version (None: NumPy, JAX, or torch while compiling) trusts the entry
@@ -90,7 +92,14 @@ class DiagGaussianMath:
         return self._cached(("sum_log_scale", wd), self._compute_sum_log_scale, wd)
 
     def _compute_sum_log_scale(self, wd):
-        return self._ns().sum(self._log_scale(wd), axis=-1)
+        # Not through the cached elementwise log-scale: on the per-step path
+        # (construct, then log_prob) an entry nobody reads again costs more
+        # than the log itself.
+        xp = self._ns()
+        param = self._param
+        if param.dtype != wd:
+            param = xp.astype(param, wd)
+        return xp.sum(_core.log_scale_of(param, self._kind, xp), axis=-1)
 
     def _neg_log_normalizer(self, wd):
         """``-(sum(log scale) + d/2 log 2 pi)``, cached like ``sum(log scale)``."""

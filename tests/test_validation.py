@@ -71,6 +71,16 @@ def test_bad_loc(xpc, value):
     assert "index (1, 0)" in str(info.value)
 
 
+def test_huge_finite_values_are_valid(xpc):
+    # their sums overflow: validation must not read that as a non-finite value
+    big = np.full((3, 2), 1e308)
+    d = MVN(asarray(xpc, big), asarray(xpc, big))
+    assert d.batch_shape == (3,)
+    assert MVN.from_log_scale(asarray(xpc, -big), asarray(xpc, big)).batch_shape == (3,)
+    with pytest.raises(ValueError, match="scale must be positive and finite"):
+        MVN(asarray(xpc, big), asarray(xpc, _bad(-1e308)))
+
+
 def test_validation_can_be_turned_off(xpc):
     d = MVN(asarray(xpc, np.zeros(2)), asarray(xpc, np.array([-1.0, 1.0])), validate_args=False)
     assert d.validate_args is False
