@@ -54,6 +54,13 @@ class NumpyBackend(Backend):
     def matmul_into(self, a, b, out, index):
         np.matmul(a, b, out=out[index])
 
+    def running_max(self, acc, block, xp):
+        if acc is None:
+            return block.copy()
+        head = acc[..., : block.shape[-2], :]
+        np.maximum(head, block, out=head)
+        return acc
+
     def expanded_square(self, x, center, capacity, other):
         *lead, rows, d = x.shape
         shape = (*lead, capacity, 2 * d + 1)

@@ -83,6 +83,14 @@ class TorchBackend(Backend):
     def all_true(self, condition) -> bool:
         return bool(condition.item())
 
+    def running_max(self, acc, block, xp):
+        block = block.detach()  # feeds a host-side check, never a gradient
+        if acc is None:
+            return block.clone()
+        head = acc[..., : block.shape[-2], :]
+        torch.maximum(head, block, out=head)
+        return acc
+
     def expanded_square(self, x, center, capacity, other):
         if _is_compiling() or x.device.type != "cpu":
             return None

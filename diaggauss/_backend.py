@@ -135,6 +135,20 @@ class Backend:
         """
         return None
 
+    def running_max(self, acc, block, xp):
+        """Elementwise maximum of `block` into the first rows (axis -2) of `acc`.
+
+        `acc` None starts from `block` itself: only a backend whose
+        `expanded_square` reuses a buffer must copy it (and overrides this).
+        Later blocks may have fewer rows. The result feeds a host-side check.
+        """
+        if acc is None:
+            return block
+        rows = block.shape[-2]
+        if rows == acc.shape[-2]:
+            return xp.maximum(acc, block)
+        return xp.concat([xp.maximum(acc[..., :rows, :], block), acc[..., rows:, :]], axis=-2)
+
     def jit(self, fn):
         """`fn` compiled where the library compiles whole functions (JAX); else `fn`."""
         return fn

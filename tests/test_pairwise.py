@@ -255,3 +255,29 @@ def special_logsumexp(a):
     from scipy.special import logsumexp
 
     return logsumexp(a, axis=-1)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_float32_far_point_in_the_last_block(xp, backend, chunk_size):
+    """One point far out, alone in the last (short) block, makes "auto" exact to float32.
+
+    The expansion's error bound is gathered block by block. Only the far
+    point pushes it past the limit; then the product runs at float64 and every
+    entry is the correctly rounded float32 value, where the float32 product
+    is off by up to a few ulp. Missing the last block would keep float32.
+    """
+    if str(backend) == "dask":
+        pytest.skip("lazy values are not read: the product stays at float32")
+    rng = np.random.default_rng(1)
+    loc = rng.normal(size=(4, 3)).astype(np.float32)
+    scale = np.full((4, 3), 0.1, dtype=np.float32)
+    x = rng.normal(size=(7, 3)).astype(np.float32)
+    x[-1] = 3e3  # 7 rows in blocks of 3: the far row is the last block's only row
+    truth = ref_log_prob(x.astype(np.float64), loc.astype(np.float64), scale.astype(np.float64))
+    got = dg.pairwise_log_prob(
+        asarray(xp, x), asarray(xp, loc), asarray(xp, scale), chunk_size=chunk_size
+    )
+    got = to_numpy(got)
+    assert got.dtype == np.float32
+    half_ulp = 0.5 * np.spacing(np.abs(truth).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(got.astype(np.float64) - truth) <= half_ulp * (1 + 1e-6))
