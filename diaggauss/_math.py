@@ -11,7 +11,11 @@ arrays of that namespace; results are not yet broadcast to the batch shape.
 from __future__ import annotations
 
 from . import _core
+from ._backend import HALF_LOG_2PI
 from ._core import work_dtype
+
+# A flag in ``_cache`` (not a derived value): the object has had a log_prob.
+_FIRST_LOG_PROB = "first log_prob done"
 
 
 class DiagGaussianMath:
@@ -92,14 +96,19 @@ class DiagGaussianMath:
         return self._cached(("sum_log_scale", wd), self._compute_sum_log_scale, wd)
 
     def _compute_sum_log_scale(self, wd):
-        # Not through the cached elementwise log-scale: on the per-step path
-        # (construct, then log_prob) an entry nobody reads again costs more
-        # than the log itself.
+        return self._ns().sum(self._log_scale_uncached(wd), axis=-1)
+
+    def _log_scale_uncached(self, wd):
+        """The elementwise log-scale at `wd`, not stored.
+
+        On the per-step path (construct, then log_prob) an entry nobody reads
+        again costs more than the log itself.
+        """
         xp = self._ns()
         param = self._param
         if param.dtype != wd:
             param = xp.astype(param, wd)
-        return xp.sum(_core.log_scale_of(param, self._kind, xp), axis=-1)
+        return _core.log_scale_of(param, self._kind, xp)
 
     def _neg_log_normalizer(self, wd):
         """``-(sum(log scale) + d/2 log 2 pi)``, cached like ``sum(log scale)``."""
@@ -140,11 +149,21 @@ class DiagGaussianMath:
     def _log_prob(self, x):
         x, loc, spread, inverse, dtype, wd = self._standardized_inputs(x)
         xp, be = self._ns(), self._be
+        z = _core.standardize(x, loc, spread, inverse, xp, be)
         if be.fused_reductions:
-            z = _core.standardize(x, loc, spread, inverse, xp, be)
             out = _core.log_prob_fused(z, self._log_scale(wd), xp)
         else:
-            maha = _core.mahalanobis_sq(x, loc, spread, inverse, xp, be)
+            cache = self._cache
+            if _FIRST_LOG_PROB not in cache:
+                # An object's first log_prob (often its only one) sums the
+                # per-coordinate terms where the backend has one kernel for
+                # them; later calls build and reuse the cached normalizer.
+                cache[_FIRST_LOG_PROB] = True
+                terms = be.log_density_terms(z, self, wd)
+                if terms is not None:
+                    out = be.subtract_from(-z.shape[-1] * HALF_LOG_2PI, xp.sum(terms, axis=-1))
+                    return _core._finish(out, dtype, xp)
+            maha = be.sum_squares(z, xp, scratch=True)
             out = _core.log_prob_from(maha, self._neg_log_normalizer(wd), be)
         return _core._finish(out, dtype, xp)
 

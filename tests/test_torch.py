@@ -46,6 +46,10 @@ def t64(a):
     return torch.as_tensor(np.asarray(a, dtype=np.float64))
 
 
+def t32(a):
+    return torch.as_tensor(np.asarray(a, dtype=np.float32))
+
+
 @pytest.fixture
 def params():
     rng = np.random.default_rng(7)
@@ -432,6 +436,37 @@ def test_gradcheck_log_prob_and_kl():
         (big_loc,),
         fast_mode=True,
     )
+
+
+@pytest.mark.parametrize("ctor", ["scale", "log_scale"])
+def test_first_and_later_log_prob_calls_agree(ctor):
+    """The first call sums per-coordinate terms, later ones reuse the normalizer: same values
+    and gradients, against the float64 closed form."""
+    rng = np.random.default_rng(8)
+    loc_, scale_, x_ = (
+        rng.normal(size=(4, 3)),
+        rng.uniform(0.3, 3, (4, 3)),
+        rng.normal(size=(4, 3)),
+    )
+    expected = stats.norm.logpdf(x_, loc_, scale_).sum(-1)
+    grad_loc = (x_ - loc_) / scale_**2
+    grad_scale = -1 / scale_ + (x_ - loc_) ** 2 / scale_**3
+    loc = t64(loc_).requires_grad_()
+    param = t64(scale_ if ctor == "scale" else np.log(scale_)).requires_grad_()
+    d = MVND(loc, param) if ctor == "scale" else MVND.from_log_scale(loc, param)
+    for _ in range(3):
+        out = d.log_prob(t64(x_))
+        torch.testing.assert_close(out, t64(expected), rtol=1e-12, atol=1e-12)
+        g_loc, g_param = torch.autograd.grad(out.sum(), (loc, param))
+        torch.testing.assert_close(g_loc, t64(grad_loc), rtol=1e-10, atol=1e-12)
+        chain = 1.0 if ctor == "scale" else scale_  # d/dlog s = s d/ds
+        torch.testing.assert_close(g_param, t64(grad_scale * chain), rtol=1e-10, atol=1e-12)
+    with torch.no_grad():
+        d32 = MVND(t32(loc_), t32(scale_))
+        for _ in range(2):
+            torch.testing.assert_close(
+                d32.log_prob(t32(x_)).double(), t64(expected), rtol=2e-6, atol=2e-6
+            )
 
 
 def test_func_vmap_log_prob_and_rsample():
