@@ -105,9 +105,7 @@ class DiagGaussianMath:
         again costs more than the log itself.
         """
         xp = self._ns()
-        param = self._param
-        if param.dtype != wd:
-            param = xp.astype(param, wd)
+        (param,) = _core._upcast(xp, wd, self._param)
         return _core.log_scale_of(param, self._kind, xp)
 
     def _neg_log_normalizer(self, wd):

@@ -216,11 +216,13 @@ def _gemm_quadratic(x, comps, lead, xp, what, chunk_size, method="auto"):
     # the squares each block computes anyway (in cache), not by two extra
     # passes over x, which cost 15% of the whole at N=1e5, K=64, d=32. Traced
     # or lazy values are not read and keep the product.
-    reach = [] if method == "auto" and be.is_concrete(x) and be.is_concrete(m) else None
+    check = method == "auto" and be.is_concrete(x) and be.is_concrete(m)
+    reach = None
     # the running maximum's d columns count against the chunk's memory too
-    chunk_rows = _rows_per_chunk(2 * d + 1 + (d if reach is not None else 0), chunk_size)
+    chunk_rows = _rows_per_chunk(2 * d + 1 + (d if check else 0), chunk_size)
 
     def rows_of(i, j):
+        nonlocal reach
         block = xb[..., i:j, :]
         rows = be.expanded_square(block, center, min(chunk_rows, n), b_t)
         if rows is None:
@@ -230,16 +232,14 @@ def _gemm_quadratic(x, comps, lead, xp, what, chunk_size, method="auto"):
             rows = xp.concat([sq, xc, ones], axis=-1)
         else:
             sq = rows[..., :d]
-        if reach is not None:
+        if check:
             # elementwise while the blocks stream; one reduction at the end (a
             # reduction per block over the row axis cost twice as much)
-            reach.append(be.running_max(reach.pop() if reach else None, sq, xp))
+            reach = be.running_max(reach, sq, xp)
         return rows
 
     out = _gemm(rows_of, n, b_t, (*lead, n, k), wd, xp, be, chunk_rows, xb, center)
-    if reach and _expansion_too_coarse(
-        xp.max(reach[0], axis=-2, keepdims=True), m, prec, wd, xp, be
-    ):
+    if check and _expansion_too_coarse(xp.max(reach, axis=-2, keepdims=True), m, prec, wd, xp, be):
         del out  # the product is redone below: free its memory first
         wider = _wider_dtype(wd, xp, be)
         if wider is None:
