@@ -15,7 +15,6 @@ Examples
 ((5,), (2,))
 """
 
-from ._backend import SeedError, ensure_jax_pytrees
 from ._distribution import (
     MultivariateNormalDiag,
     get_default_validate_args,
@@ -33,6 +32,7 @@ from ._functional import (
     mahalanobis,
     wasserstein2,
 )
+from ._gaps import SeedError, ensure_jax_pytrees
 from ._mixture import MixtureDiag
 from ._pairwise import (
     pairwise_kl_divergence,

@@ -2,66 +2,26 @@
 
 from __future__ import annotations
 
-import array_api_compat
-
-from . import _core
-from ._backend import (
-    backend_for,
-    ensure_jax_pytrees,
-    get_namespace,
-    library_name,
+from . import _convert, _kernels
+from ._dtypes import finish
+from ._gaps import ensure_jax_pytrees, gaps_for
+from ._inputs import as_value, check_pair, own_library, prepare
+from ._namespace import device_of, get_namespace, plain_pair
+from ._params import LOG_SCALE, PARAMETERISATIONS, PRECISION, SCALE, VARIANCE
+from ._shapes import batch_key, broadcast_shapes, event_dims, normalize_sample_shape
+from ._spread import Parameters
+from ._validation import (
+    _DEFAULTS,
+    explain,
+    get_default_validate_args,
+    set_default_validate_args,
+    values_ok,
 )
-from ._core import broadcast_shapes, normalize_sample_shape
-from ._math import DiagGaussianMath
 
 __all__ = ["MultivariateNormalDiag", "get_default_validate_args", "set_default_validate_args"]
 
-_DEFAULTS = {"validate_args": True}
 
-
-def set_default_validate_args(value: bool) -> None:
-    """Turn validation of parameters on or off for distributions built afterwards.
-
-    Parameters
-    ----------
-    value : bool
-        The default for ``validate_args=None``. Validation starts on, as in
-        ``torch.distributions``.
-
-    Examples
-    --------
-    >>> import diaggauss as dg
-    >>> dg.set_default_validate_args(False)
-    >>> dg.get_default_validate_args()
-    False
-    >>> dg.set_default_validate_args(True)
-    """
-    if value not in (True, False):
-        raise TypeError(f"value must be True or False; got {value!r}")
-    _DEFAULTS["validate_args"] = bool(value)
-
-
-def get_default_validate_args() -> bool:
-    """The current default for ``validate_args=None`` (see `set_default_validate_args`).
-
-    Examples
-    --------
-    >>> import diaggauss as dg
-    >>> dg.get_default_validate_args()
-    True
-    """
-    return _DEFAULTS["validate_args"]
-
-
-_SPREAD_DOC = {
-    "scale": "standard deviations",
-    "log_scale": "logarithms of the standard deviations",
-    "variance": "variances",
-    "precision": "precisions (inverse variances)",
-}
-
-
-class MultivariateNormalDiag(DiagGaussianMath):
+class MultivariateNormalDiag(Parameters):
     r"""A batch of multivariate normal distributions with diagonal covariance.
 
     ``N(loc, diag(scale**2))`` over the last axis of `loc`, batched over the
@@ -72,10 +32,9 @@ class MultivariateNormalDiag(DiagGaussianMath):
 
     The spread is stored as given: build from the scale (this constructor),
     the log-scale, the variance or the precision with the classmethods, and
-    the other forms are derived lazily, never by a round trip (a distribution
-    built with `from_log_scale` uses the log-scale itself in `log_prob`,
-    `entropy` and `kl_divergence`). What repeated calls need (the inverse
-    scale, ``sum(log scale)``) is computed once per object.
+    the other forms are derived, never by a round trip (a distribution built
+    with `from_log_scale` uses the log-scale itself in `log_prob`, `entropy`
+    and `kl_divergence`).
 
     Parameters
     ----------
@@ -91,10 +50,30 @@ class MultivariateNormalDiag(DiagGaussianMath):
     Raises
     ------
     ValueError
-        A 0-d `loc`, shapes that do not broadcast, or (when validating) a
-        non-finite `loc` or a scale that is not positive and finite.
+        A 0-d `loc`, shapes that do not broadcast, parameters on two devices,
+        or (when validating) a non-finite `loc` or a scale that is not
+        positive and finite.
     TypeError
-        `loc` and `scale` from different array libraries.
+        A missing parameter, complex or non-numeric data, or `loc` and `scale`
+        from two different non-NumPy libraries.
+
+    Notes
+    -----
+    NumPy arrays and Python numbers combine with arrays of any library: they
+    are converted to it (its dtype and device). Parameters keep the dtype
+    they were given in; results have the promoted dtype, and 16-bit floats
+    are computed in float32.
+
+    In-place changes of a parameter are always seen: a distribution never
+    combines a value it derived earlier with a parameter that has changed
+    since. Values derived from the spread (the inverse scale, ``sum(log
+    scale)``) are kept between calls only where the library tells when a
+    parameter changes: PyTorch tensors (through their version counter, for
+    tensors of at least a few thousand values without autograd history) and
+    JAX arrays (immutable). NumPy and other mutable arrays are read afresh
+    on every call. A torch tensor changed through ``.data`` bypasses torch's
+    version counter: a distribution that kept derived values then keeps
+    using the spread it had, whole, until the next tracked change.
 
     See Also
     --------
@@ -120,17 +99,18 @@ class MultivariateNormalDiag(DiagGaussianMath):
 
     __slots__ = (
         "__weakref__",
-        "_be",
+        "_batch",
         "_cache",
-        "_kind",
+        "_gaps",
         "_loc",
+        "_par",
         "_param",
         "_validate_args",
         "_xp",
     )
 
     def __init__(self, loc, scale, *, validate_args=None):
-        self._setup(loc, scale, "scale", validate_args)
+        self._setup(loc, scale, SCALE, validate_args)
 
     @classmethod
     def from_log_scale(cls, loc, log_scale, *, validate_args=None):
@@ -158,9 +138,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> float(d.entropy()) == -60 + 2 * (0.5 + 0.5 * np.log(2 * np.pi))
         True
         """
-        self = cls.__new__(cls)
-        self._setup(loc, log_scale, "log_scale", validate_args)
-        return self
+        return cls._build(loc, log_scale, LOG_SCALE, validate_args)
 
     @classmethod
     def from_variance(cls, loc, variance, *, validate_args=None):
@@ -185,9 +163,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> dg.MultivariateNormalDiag.from_variance(np.zeros(2), np.array([4.0, 9.0])).scale
         array([2., 3.])
         """
-        self = cls.__new__(cls)
-        self._setup(loc, variance, "variance", validate_args)
-        return self
+        return cls._build(loc, variance, VARIANCE, validate_args)
 
     @classmethod
     def from_precision(cls, loc, precision, *, validate_args=None):
@@ -212,134 +188,109 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> dg.MultivariateNormalDiag.from_precision(np.zeros(2), np.array([4.0, 0.25])).scale
         array([0.5, 2. ])
         """
-        self = cls.__new__(cls)
-        self._setup(loc, precision, "precision", validate_args)
-        return self
+        return cls._build(loc, precision, PRECISION, validate_args)
 
     # -- construction ------------------------------------------------------
 
-    def _setup(self, loc, param, kind, validate_args, xp=None):
+    @classmethod
+    def _build(cls, loc, param, par, validate_args):
+        self = cls.__new__(cls)
+        self._setup(loc, param, par, validate_args)
+        return self
+
+    def _setup(self, loc, param, par, validate_args):
         ensure_jax_pytrees()
-        if xp is None:
-            xp = get_namespace(("loc", loc), (kind, param))
-        be = backend_for(xp)
-        loc, param, _, _ = _core.prepare(loc, param, kind, xp)
+        own = self._own_namespace
+        xp = plain_pair(loc, param)  # the per-step case: nothing to convert or broadcast
+        if xp is not None and (own is None or xp is own):
+            batch = loc.shape[:-1]
+        else:
+            xp = get_namespace(("loc", loc), (par.name, param))
+            if own is not None and xp is not own:
+                xp = own_library(type(self), own, xp, loc, param, par.name)
+            loc, param, batch = prepare(loc, param, par.name, xp)
+        self._init_parts(loc, param, par, validate_args, xp, batch)
+        if self._validating():
+            gaps = self._gaps
+            if gaps.is_concrete(loc) and gaps.is_concrete(param):
+                self._validate()
+
+    def _init_parts(self, loc, param, par, validate_args, xp=None, batch=None):
+        """Set the fields; subclasses add their library's (torch's shapes)."""
         self._loc = loc
         self._param = param
-        self._kind = kind
+        self._par = par
         self._validate_args = validate_args
         self._xp = xp
-        self._be = be
-        self._cache = {}
-        validate = _DEFAULTS["validate_args"] if validate_args is None else validate_args
-        if validate and be.is_concrete(loc) and be.is_concrete(param):
-            self._validate()
+        self._gaps = None if xp is None else gaps_for(xp)
+        self._cache = None
+        self._batch = batch
 
     @classmethod
     def _from_parts(cls, loc, param, kind, validate_args=None):
         """Assemble without conversion or validation (pytree unflattening, indexing)."""
         self = cls.__new__(cls)
-        self._loc = loc
-        self._param = param
-        self._kind = kind
-        self._validate_args = validate_args
-        self._xp = None
-        self._be = None
-        self._cache = {}
+        par = PARAMETERISATIONS[kind] if isinstance(kind, str) else kind
+        self._init_parts(loc, param, par, validate_args)
         return self
-
-    def _ns(self):
-        xp = self._xp
-        if xp is None:
-            xp = get_namespace(("loc", self._loc), (self._kind, self._param))
-            self._xp = xp
-            self._be = backend_for(xp)
-        return xp
 
     def __reduce__(self):
         return (
             type(self)._from_parts,
-            (self._loc, self._param, self._kind, self._validate_args),
+            (self._loc, self._param, self._par.name, self._validate_args),
         )
 
-    # -- parameters ----------------------------------------------------------
+    @classmethod
+    def _default_validate_args(cls) -> bool:
+        return _DEFAULTS["validate_args"]
+
+    #: The namespace this class's arrays must have (None: any; torch's class: torch).
+    _own_namespace = None
+
+    def _validating(self) -> bool:
+        v = self._validate_args
+        return self._default_validate_args() if v is None else v
+
+    def _validate(self):
+        """Raise a `ValueError` on a non-finite loc or an invalid spread."""
+        xp = self._ns()
+        if not values_ok(self._loc, self._param, self._par.domain, xp=xp):
+            explain(self._loc, self._param, self._par, xp)
 
     @property
-    def loc(self):
-        """The means, as given (shape ``(..., d)``)."""
-        return self._loc
+    def stddev(self):
+        """The standard deviations (equal to `scale`)."""
+        return self.scale
 
     @property
-    def scale(self):
-        """The standard deviations, with the shape the spread was given in."""
-        return self._scale()
+    def mean(self):
+        """The mean, equal to `loc`."""
+        return self.loc
 
     @property
-    def log_scale(self):
-        """``log(scale)``: the parameter itself for `from_log_scale`, else derived."""
-        return self._log_scale()
+    def mode(self):
+        """The mode, equal to `loc`."""
+        return self.loc
 
     @property
-    def variance(self):
-        """``scale**2``, with the shape the spread was given in."""
-        return self._variance()
-
-    @property
-    def precision(self):
-        """``1 / scale**2``, with the shape the spread was given in."""
-        return self._precision()
+    def median(self):
+        """The coordinate-wise median, equal to `loc`."""
+        return self.loc
 
     @property
     def parameterization(self) -> str:
         """How the spread was given: "scale", "log_scale", "variance" or "precision"."""
-        return self._kind
-
-    # -- shapes ----------------------------------------------------------------
-
-    @property
-    def batch_shape(self) -> tuple:
-        """The batch's shape, ``broadcast(loc.shape[:-1], scale.shape[:-1])``."""
-        return broadcast_shapes(tuple(self._loc.shape[:-1]), tuple(self._param.shape[:-1]))
-
-    @property
-    def event_shape(self) -> tuple:
-        """``(d,)``: one draw is a vector of `d` numbers."""
-        return (self._loc.shape[-1],)
-
-    @property
-    def dtype(self):
-        """The floating dtype of the parameters."""
-        return self._loc.dtype
+        return self._par.name
 
     @property
     def device(self):
         """The device the parameters live on."""
-        return array_api_compat.device(self._loc)
+        return device_of(self._loc)
 
     @property
     def validate_args(self) -> bool:
         """Whether this distribution validates its parameters."""
-        v = self._validate_args
-        return _DEFAULTS["validate_args"] if v is None else bool(v)
-
-    def _full(self, a):
-        shape = (*self.batch_shape, self._loc.shape[-1])
-        return a if tuple(a.shape) == shape else self._ns().broadcast_to(a, shape)
-
-    @property
-    def mean(self):
-        """The mean, `loc` broadcast to ``batch_shape + event_shape``."""
-        return self._full(self._loc)
-
-    @property
-    def mode(self):
-        """The mode, equal to the mean."""
-        return self._full(self._loc)
-
-    @property
-    def stddev(self):
-        """The standard deviations broadcast to ``batch_shape + event_shape``."""
-        return self._full(self.scale)
+        return self._validating()
 
     def covariance(self):
         """The dense covariance matrices, shape ``batch_shape + (d, d)``.
@@ -353,21 +304,13 @@ class MultivariateNormalDiag(DiagGaussianMath):
         array([[1., 0.],
                [0., 4.]])
         """
-        return _core.diag_embed(self._full(self.variance), self._ns())
+        return _diag_embed(self.variance, self._ns())
 
     # -- values ----------------------------------------------------------------
 
     def _value(self, x, name="x"):
-        """`x` as an array of this distribution's library, checked against the event and batch."""
-        xp = self._ns()
-        if _core.is_array(x, xp):
-            get_namespace(("loc", self._loc), (name, x))  # TypeError naming both libraries
-            if not _core.is_real_floating(x.dtype, xp):
-                x = xp.astype(x, self._loc.dtype)
-        else:
-            x = _core.as_float_array(name, x, xp, dtype=self._loc.dtype, device=self.device)
-        _core.check_value_shape(name, x.shape, self.batch_shape, self._loc.shape[-1])
-        return x
+        """`x` as an array of this distribution's library, checked against event and batch."""
+        return as_value(self, x, name)
 
     def log_prob(self, x):
         """Log density at `x`.
@@ -375,7 +318,8 @@ class MultivariateNormalDiag(DiagGaussianMath):
         Parameters
         ----------
         x : array of shape (*sample_shape, *batch_shape, d)
-            Points; leading shapes broadcast with the batch.
+            Points; leading shapes broadcast with the batch. NumPy data and
+            Python numbers are converted to the distribution's library.
 
         Returns
         -------
@@ -390,6 +334,22 @@ class MultivariateNormalDiag(DiagGaussianMath):
         True
         """
         return self._log_prob(self._value(x))
+
+    def _log_prob(self, x):
+        xp = self._xp
+        dtype = x.dtype
+        if not (dtype == self._loc.dtype == self._param.dtype):
+            dtype = self._result_dtype(x)
+        cache = self._cache_dict()
+        if cache is None and self._par in (SCALE, LOG_SCALE):
+            # Nothing kept between calls and the scale or its log at hand: one
+            # kernel from the parameter (deriving 1 / scale first would add a
+            # pass to every construct-and-evaluate step).
+            kernel = _kernels.log_prob if self._par is SCALE else _kernels.log_prob_from_log_scale
+            return self._to_batch(kernel(x, self._loc, self._param, xp=xp))
+        inv_scale, log_z = self._spreads("inv_scale", "log_normalizer", dtype=dtype)
+        out = _kernels.log_prob_from_inv_scale(x, self._loc, inv_scale, log_z, xp=xp)
+        return self._to_batch(finish(out, dtype, xp))
 
     def prob(self, x):
         """Density at `x`, ``exp(log_prob(x))``.
@@ -406,6 +366,9 @@ class MultivariateNormalDiag(DiagGaussianMath):
     def mahalanobis(self, x):
         """The Mahalanobis distance ``sqrt(sum(((x - loc) / scale)**2))`` (not squared).
 
+        Finite wherever the distance is representable (the squares are taken
+        of scaled values).
+
         Examples
         --------
         >>> import numpy as np, diaggauss as dg
@@ -413,7 +376,10 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> float(d.mahalanobis(np.array([3.0, 8.0])))
         5.0
         """
-        return self._mahalanobis(self._value(x))
+        x = self._value(x)
+        (scale,) = self._spreads("scale", dtype=self._result_dtype(x))
+        out = _kernels.mahalanobis(x, self._loc, scale, xp=self._xp)
+        return self._to_batch(out)
 
     def log_cdf(self, x):
         """Log of ``P(X <= x)`` (every coordinate at once), accurate far in the tails.
@@ -425,7 +391,10 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> float(d.log_cdf(np.array([-40.0])))  # log Phi(-40), no underflow
         -804.6084420137538
         """
-        return self._log_cdf(self._value(x))
+        x = self._value(x)
+        (scale,) = self._spreads("scale", dtype=self._result_dtype(x))
+        out = _kernels.log_cdf(x, self._loc, scale, xp=self._xp)
+        return self._to_batch(out)
 
     def cdf(self, x):
         """``P(X <= x)``, the product of the coordinates' normal CDFs.
@@ -449,28 +418,29 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> bool(np.isclose(d.entropy(), 1 + np.log(2 * np.pi)))
         True
         """
-        return self._to_batch(self._entropy(), self.batch_shape)
+        (log_z,) = self._spreads("log_normalizer")
+        out = _kernels.entropy_from_log_normalizer(log_z, self._loc.shape[-1])
+        return self._to_batch(finish(out, self.dtype, self._xp))
 
-    def _to_batch(self, out, batch):
-        return out if tuple(out.shape) == batch else self._ns().broadcast_to(out, batch)
+    def _to_batch(self, out, batch=None):
+        """`out` broadcast to `batch` (default: the batch shape)."""
+        batch = self.batch_shape if batch is None else batch
+        shape = out.shape
+        if shape == batch:
+            return out
+        shape = tuple(shape)
+        if shape[len(shape) - len(batch) :] == batch:
+            return out
+        lead = shape[: max(len(shape) - len(batch), 0)]
+        return self._xp.broadcast_to(out, (*lead, *batch))
 
     # -- two distributions -------------------------------------------------------
 
-    def _other(self, q, what):
-        """Check `q` against self; return the broadcast batch shape."""
-        if not isinstance(q, MultivariateNormalDiag):
-            raise TypeError(
-                f"{what} needs another MultivariateNormalDiag; got {type(q).__qualname__}"
-            )
-        self._ns()
-        q._ns()
-        get_namespace(("p.loc", self._loc), ("q.loc", q._loc))
-        dp, dq = self._loc.shape[-1], q._loc.shape[-1]
-        if dp != dq:
-            raise ValueError(f"{what}: event sizes differ, p has d={dp} and q has d={dq}")
-        return broadcast_shapes(
-            self.batch_shape, q.batch_shape, names=("p.batch_shape", "q.batch_shape")
-        )
+    def _log_scale_pair(self, q):
+        dtype = self._result_dtype(q._loc, q._param)
+        (ls_p,) = self._spreads("log_scale", dtype=dtype)
+        ls_q, inv_q = q._spreads("log_scale", "inv_scale", dtype=dtype)
+        return ls_p, ls_q, inv_q, dtype
 
     def kl_divergence(self, q):
         """``KL(self || q)``, exact, in O(d) per pair.
@@ -496,8 +466,12 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> float(p.kl_divergence(q))
         1.0
         """
-        batch = self._other(q, "kl_divergence")
-        return self._to_batch(self._kl(q), batch)
+        batch = check_pair(self, q, "kl_divergence")
+        ls_p, ls_q, inv_q, dtype = self._log_scale_pair(q)
+        out = _kernels.kl_divergence_from_log_scale(
+            self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=self._xp
+        )
+        return self._to_batch(finish(out, dtype, self._xp), batch)
 
     def cross_entropy(self, q):
         """Cross-entropy ``H(self, q) = -E_self[log q(X)] = entropy + KL(self || q)``.
@@ -509,8 +483,12 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> bool(np.isclose(p.cross_entropy(p), p.entropy()))
         True
         """
-        batch = self._other(q, "cross_entropy")
-        return self._to_batch(self._cross_entropy(q), batch)
+        batch = check_pair(self, q, "cross_entropy")
+        ls_p, ls_q, inv_q, dtype = self._log_scale_pair(q)
+        out = _kernels.cross_entropy_from_log_scale(
+            self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=self._xp
+        )
+        return self._to_batch(finish(out, dtype, self._xp), batch)
 
     def wasserstein2(self, q):
         """The 2-Wasserstein distance to `q` (the distance, not its square).
@@ -525,8 +503,14 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> float(p.wasserstein2(q))
         5.0
         """
-        batch = self._other(q, "wasserstein2")
-        return self._to_batch(self._wasserstein2(q), batch)
+        batch = check_pair(self, q, "wasserstein2")
+        dtype = self._result_dtype(q._loc, q._param)
+        (scale_p,), (scale_q,) = (
+            self._spreads("scale", dtype=dtype),
+            q._spreads("scale", dtype=dtype),
+        )
+        out = _kernels.wasserstein2(self._loc, scale_p, q._loc, scale_q, xp=self._xp)
+        return self._to_batch(finish(out, dtype, self._xp), batch)
 
     # -- sampling ------------------------------------------------------------------
 
@@ -549,6 +533,18 @@ class MultivariateNormalDiag(DiagGaussianMath):
         array([ 2., -1.])
         """
         return self._reparameterize(self._value(eps, "eps"))
+
+    def _reparameterize(self, eps, scale=None):
+        dtype = self._result_dtype(eps)
+        if scale is None:
+            (scale,) = self._spreads("scale", dtype=dtype)
+        out = finish(_kernels.reparameterize(self._loc, scale, eps, xp=self._xp), dtype, self._xp)
+        shape = (*eps.shape[: eps.ndim - 1 - len(self.batch_shape)], *self.batch_shape)
+        return self._full_sample(out, shape)
+
+    def _full_sample(self, out, lead):
+        shape = (*lead, self._loc.shape[-1])
+        return out if tuple(out.shape) == shape else self._xp.broadcast_to(out, shape)
 
     def sample(self, sample_shape=(), *, seed=None):
         """Draw samples of shape ``(*sample_shape, *batch_shape, d)``.
@@ -579,9 +575,9 @@ class MultivariateNormalDiag(DiagGaussianMath):
         return self._reparameterize(self._noise(sample_shape, seed))
 
     def _noise(self, sample_shape, seed):
-        xp = self._ns()
+        self._ns()
         shape = (*normalize_sample_shape(sample_shape), *self.batch_shape, self._loc.shape[-1])
-        return self._be.normal(seed, shape, self.dtype, self.device, xp)
+        return self._gaps.random_stream(seed, draws=1).normal(shape, self.dtype, self.device)
 
     def sample_and_log_prob(self, sample_shape=(), *, seed=None):
         """Draw samples and their log densities together.
@@ -603,10 +599,17 @@ class MultivariateNormalDiag(DiagGaussianMath):
         ((3, 5, 2), (3, 5))
         """
         eps = self._noise(sample_shape, seed)
-        x = self._reparameterize(eps)
-        return x, self._log_prob_of_noise(eps)  # eps stays: autograd may keep it for x
+        scale, log_z = self._spreads("scale", "log_normalizer")
+        log_prob = finish(
+            _kernels.log_prob_of_noise(eps, log_z, xp=self._xp), self.dtype, self._xp
+        )
+        return self._reparameterize(eps, scale), self._to_batch(log_prob)
 
     # -- restructuring ----------------------------------------------------------------
+
+    def _with(self, loc, param):
+        """A distribution of this class with new parameter arrays, the same spread form."""
+        return type(self)._from_parts(loc, param, self._par, self._validate_args)
 
     def __getitem__(self, index):
         """Index the batch (never the event axis: see `marginal`).
@@ -618,10 +621,8 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> d[1:3].batch_shape, d[..., 0].batch_shape, d[0, 1].batch_shape
         ((2, 3), (5,), ())
         """
-        full = _core.batch_key(index, len(self.batch_shape))
-        loc = self._full(self._loc)[full]
-        param = self._full(self._param)[full]
-        return type(self)._from_parts(loc, param, self._kind, self._validate_args)
+        key = batch_key(index, len(self.batch_shape))
+        return self._with(self._full(self._loc)[key], self._full(self._param)[key])
 
     def marginal(self, dims):
         """The marginal distribution of some coordinates of the event.
@@ -645,7 +646,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> d.marginal([3, 0]).loc
         array([3., 0.])
         """
-        keep = _core.event_dims(dims, self._loc.shape[-1])
+        keep = event_dims(dims, self._loc.shape[-1])
         if isinstance(keep, slice):
             loc, param = self._loc[..., keep], self._param[..., keep]
         else:
@@ -655,10 +656,10 @@ class MultivariateNormalDiag(DiagGaussianMath):
             param = xp.take(self._param, idx, axis=self._param.ndim - 1)
         if loc.shape[-1] == 0:
             raise ValueError(f"dims selects no coordinate: {dims!r}")
-        return type(self)._from_parts(loc, param, self._kind, self._validate_args)
+        return self._with(loc, param)
 
     def expand(self, batch_shape):
-        """The same distribution broadcast to a larger `batch_shape` (views where possible).
+        """The same distribution broadcast to a larger `batch_shape` (views, no copies).
 
         Examples
         --------
@@ -666,15 +667,20 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> dg.MultivariateNormalDiag(np.zeros(2), np.ones(2)).expand((4, 3)).batch_shape
         (4, 3)
         """
-        batch_shape = tuple(int(n) for n in batch_shape)
+        batch_shape = normalize_sample_shape(batch_shape, "batch_shape")
         current = self.batch_shape
-        if broadcast_shapes(current, batch_shape, names=("batch_shape", "new")) != batch_shape:
-            raise ValueError(f"cannot expand batch_shape={current} to {batch_shape}")
+        try:
+            ok = broadcast_shapes(current, batch_shape) == batch_shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"cannot expand batch_shape={current} to {batch_shape}: each dimension must "
+                f"match or be 1 in the current batch shape"
+            )
         xp = self._ns()
         shape = (*batch_shape, self._loc.shape[-1])
-        loc = xp.broadcast_to(self._loc, shape)
-        param = xp.broadcast_to(self._param, shape)
-        return type(self)._from_parts(loc, param, self._kind, self._validate_args)
+        return self._with(xp.broadcast_to(self._loc, shape), xp.broadcast_to(self._param, shape))
 
     # -- other libraries' distributions ------------------------------------------------
 
@@ -682,13 +688,21 @@ class MultivariateNormalDiag(DiagGaussianMath):
     def from_distribution(cls, dist, *, event_dims=None, validate_args=None):
         """Convert another library's diagonal Gaussian.
 
-        Accepts this library's torch adapter, torch's ``Normal`` (with
-        `event_dims`), ``Independent(Normal)``, ``MultivariateNormal`` and
-        ``LowRankMultivariateNormal`` with a diagonal covariance (see
-        `diaggauss.backends.torch.MultivariateNormalDiag.from_distribution`);
-        distrax, numpyro and TFP diagonal Gaussians (see
-        `diaggauss.backends.jax.from_distribution`); and a frozen
-        ``scipy.stats.multivariate_normal`` with a diagonal covariance.
+        Accepts this library's classes (and its torch, Pyro and numpyro
+        adapters); torch's ``Normal`` (with `event_dims`),
+        ``Independent(Normal)``, ``MultivariateNormal`` and
+        ``LowRankMultivariateNormal`` with a diagonal covariance; distrax,
+        numpyro and TFP diagonal Gaussians; and a frozen
+        ``scipy.stats.multivariate_normal`` with a diagonal covariance. The
+        parameters stay in their library.
+
+        Parameters
+        ----------
+        dist : distribution object
+        event_dims : int, optional
+            For a plain ``Normal`` (torch, numpyro): how many rightmost axes
+            form the event.
+        validate_args : bool, optional
 
         Raises
         ------
@@ -707,31 +721,11 @@ class MultivariateNormalDiag(DiagGaussianMath):
         array([1., 2.])
         """
         if isinstance(dist, MultivariateNormalDiag):
-            return cls._from_parts(dist._loc, dist._param, dist._kind, validate_args)
-        module = type(dist).__module__
-        if module.startswith(("torch", "diaggauss.backends.torch", "diaggauss.backends.pyro")):
-            from diaggauss.backends.torch import MultivariateNormalDiag as TorchMVND
-
-            t = TorchMVND.from_distribution(
-                dist, event_dims=event_dims, validate_args=validate_args
-            )
-            return cls._from_parts(t._loc, t._param, t._kind, validate_args)
-        if event_dims is not None:
-            raise ValueError("event_dims is only for torch's Normal")
-        if module.startswith(
-            ("distrax", "numpyro", "tensorflow_probability", "diaggauss.backends.jax")
-        ):
-            from diaggauss.backends import jax as jax_backend
-
-            return jax_backend.from_distribution(dist, validate_args=validate_args)
-        if module.startswith("scipy"):
-            from diaggauss.backends.numpy import from_scipy
-
-            return from_scipy(dist, validate_args=validate_args)
-        raise TypeError(
-            f"from_distribution does not know {module}.{type(dist).__qualname__}: expected a "
-            "torch, distrax, numpyro, TFP or SciPy diagonal Gaussian"
-        )
+            if event_dims is not None:
+                raise ValueError("event_dims is only for a plain Normal")
+            return cls._from_parts(dist._loc, dist._param, dist._par, validate_args)
+        loc, param, kind = _convert.import_parameters(dist, event_dims)
+        return cls._build(loc, param, PARAMETERISATIONS[kind], validate_args)
 
     def to_distrax(self):
         """The same distribution as a ``distrax.MultivariateNormalDiag`` (JAX arrays).
@@ -742,9 +736,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> dg.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).to_distrax().event_shape
         (2,)
         """
-        from diaggauss.backends.jax import to_distrax
-
-        return to_distrax(self)
+        return _convert.export(self, "distrax")
 
     def to_numpyro(self):
         """The same distribution as numpyro's ``Normal(loc, scale).to_event(1)``.
@@ -755,9 +747,7 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> dg.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).to_numpyro().event_shape
         (2,)
         """
-        from diaggauss.backends.jax import to_numpyro
-
-        return to_numpyro(self)
+        return _convert.export(self, "numpyro")
 
     def to_tfp(self):
         """The same distribution as TFP's ``MultivariateNormalDiag`` on its JAX substrate.
@@ -768,21 +758,11 @@ class MultivariateNormalDiag(DiagGaussianMath):
         >>> dg.MultivariateNormalDiag(jnp.zeros(2), jnp.ones(2)).to_tfp().event_shape
         TensorShape([2])
         """
-        from diaggauss.backends.jax import to_tfp
+        return _convert.export(self, "tfp")
 
-        return to_tfp(self)
 
-    def __repr__(self):
-        def desc(a):
-            dtype = str(a.dtype).removeprefix("torch.")
-            return f"{dtype}[{', '.join(str(n) for n in a.shape)}]"
-
-        try:
-            lib = library_name(self._ns())
-            shapes = f"batch_shape={self.batch_shape}, event_shape={self.event_shape}"
-            return (
-                f"{type(self).__name__}(loc: {desc(self._loc)}, {self._kind}: "
-                f"{desc(self._param)}; {shapes}, {lib})"
-            )
-        except Exception:  # a pytree holding placeholders, not arrays
-            return f"{type(self).__name__}(loc={self._loc!r}, {self._kind}={self._param!r})"
+def _diag_embed(v, xp):
+    """A batch of diagonal matrices ``(..., d, d)`` with `v` on the diagonal."""
+    d = v.shape[-1]
+    eye = xp.eye(d, dtype=v.dtype, device=device_of(v))
+    return v[..., None] * eye

@@ -1,14 +1,20 @@
 """Functional kernels: the distribution's math as plain functions of arrays.
 
-Each takes arrays of one library and an optional namespace ``xp`` (found with
-``array_api_compat`` when omitted) and validates like the object does.
+Each public function checks and converts its inputs like the distribution
+object does (NumPy data and Python numbers adopt the other arguments'
+library; shapes broadcast; values validated where concrete), then calls the
+kernel in `diaggauss._kernels` directly.
 """
 
 from __future__ import annotations
 
-from . import _core
-from ._backend import backend_for, get_namespace
-from ._distribution import MultivariateNormalDiag, get_default_validate_args
+from . import _kernels
+from ._distribution import get_default_validate_args, prepare
+from ._gaps import gaps_for
+from ._namespace import as_array, device_of, get_namespace
+from ._params import SCALE
+from ._shapes import broadcast_shapes, check_value_shape
+from ._validation import explain, values_ok
 
 __all__ = [
     "cdf",
@@ -23,14 +29,37 @@ __all__ = [
 ]
 
 
-def _dist(loc, scale, xp, validate_args):
-    d = MultivariateNormalDiag.__new__(MultivariateNormalDiag)
-    d._setup(loc, scale, "scale", validate_args, xp)
-    return d
+def _parameters(xp, loc, scale, validate_args, suffix=""):
+    """`loc` and `scale` prepared like a distribution's, and validated when asked."""
+    loc, scale, batch = prepare(loc, scale, "scale" + suffix, xp)
+    validate = get_default_validate_args() if validate_args is None else validate_args
+    gaps = gaps_for(xp)
+    concrete = gaps.is_concrete(loc) and gaps.is_concrete(scale)
+    if validate and concrete and not values_ok(loc, scale, SCALE.domain, xp=xp):
+        explain(loc, scale, SCALE, xp)
+    return loc, scale, batch
 
 
-def _xp(xp, *named):
-    return xp if xp is not None else get_namespace(*named)
+def _point_and_parameters(x, loc, scale, xp, validate_args):
+    xp = xp if xp is not None else get_namespace(("x", x), ("loc", loc), ("scale", scale))
+    loc, scale, batch = _parameters(xp, loc, scale, validate_args)
+    dtype = loc.dtype if loc.dtype == scale.dtype else xp.result_type(loc, scale)
+    x = as_array("x", x, xp, dtype=dtype, device=device_of(loc))
+    check_value_shape("x", x.shape, batch, loc.shape[-1])
+    return xp, x, loc, scale
+
+
+def _pair(loc_p, scale_p, loc_q, scale_q, xp, validate_args):
+    named = (("loc_p", loc_p), ("scale_p", scale_p), ("loc_q", loc_q), ("scale_q", scale_q))
+    xp = xp if xp is not None else get_namespace(*named)
+    loc_p, scale_p, batch_p = _parameters(xp, loc_p, scale_p, validate_args, "_p")
+    loc_q, scale_q, batch_q = _parameters(xp, loc_q, scale_q, validate_args, "_q")
+    if loc_p.shape[-1] != loc_q.shape[-1]:
+        raise ValueError(
+            f"event sizes differ: p has d={loc_p.shape[-1]} and q has d={loc_q.shape[-1]}"
+        )
+    broadcast_shapes(batch_p, batch_q, names=("p's batch shape", "q's batch shape"))
+    return xp, loc_p, scale_p, loc_q, scale_q
 
 
 def log_prob(x, loc, scale, *, xp=None, validate_args=None):
@@ -58,8 +87,8 @@ def log_prob(x, loc, scale, *, xp=None, validate_args=None):
     >>> dg.log_prob(x, mu, sigma).shape
     (4,)
     """
-    xp = _xp(xp, ("x", x), ("loc", loc), ("scale", scale))
-    return _dist(loc, scale, xp, validate_args).log_prob(x)
+    xp, x, loc, scale = _point_and_parameters(x, loc, scale, xp, validate_args)
+    return _kernels.log_prob(x, loc, scale, xp=xp)
 
 
 def mahalanobis(x, loc, scale, *, xp=None, validate_args=None):
@@ -71,8 +100,8 @@ def mahalanobis(x, loc, scale, *, xp=None, validate_args=None):
     >>> float(dg.mahalanobis(np.array([3.0, 4.0]), np.zeros(2), np.ones(2)))
     5.0
     """
-    xp = _xp(xp, ("x", x), ("loc", loc), ("scale", scale))
-    return _dist(loc, scale, xp, validate_args).mahalanobis(x)
+    xp, x, loc, scale = _point_and_parameters(x, loc, scale, xp, validate_args)
+    return _kernels.mahalanobis(x, loc, scale, xp=xp)
 
 
 def log_cdf(x, loc, scale, *, xp=None, validate_args=None):
@@ -84,8 +113,8 @@ def log_cdf(x, loc, scale, *, xp=None, validate_args=None):
     >>> float(dg.log_cdf(np.zeros(2), np.zeros(2), np.ones(2))) == 2 * np.log(0.5)
     True
     """
-    xp = _xp(xp, ("x", x), ("loc", loc), ("scale", scale))
-    return _dist(loc, scale, xp, validate_args).log_cdf(x)
+    xp, x, loc, scale = _point_and_parameters(x, loc, scale, xp, validate_args)
+    return _kernels.log_cdf(x, loc, scale, xp=xp)
 
 
 def cdf(x, loc, scale, *, xp=None, validate_args=None):
@@ -97,8 +126,8 @@ def cdf(x, loc, scale, *, xp=None, validate_args=None):
     >>> float(dg.cdf(np.zeros(2), np.zeros(2), np.ones(2)))
     0.25
     """
-    xp = _xp(xp, ("x", x), ("loc", loc), ("scale", scale))
-    return _dist(loc, scale, xp, validate_args).cdf(x)
+    xp, x, loc, scale = _point_and_parameters(x, loc, scale, xp, validate_args)
+    return xp.exp(_kernels.log_cdf(x, loc, scale, xp=xp))
 
 
 def entropy(scale, *, xp=None, validate_args=None):
@@ -119,20 +148,12 @@ def entropy(scale, *, xp=None, validate_args=None):
     >>> bool(np.isclose(dg.entropy(np.ones(2)), 1 + np.log(2 * np.pi)))
     True
     """
-    xp = _xp(xp, ("scale", scale))
-    scale = _core.as_float_array("scale", scale, xp)
+    xp = xp if xp is not None else get_namespace(("scale", scale))
+    scale = as_array("scale", scale, xp)
     if scale.ndim == 0:
         raise ValueError("scale must have at least one dimension, the event axis; got a 0-d array")
-    validate = get_default_validate_args() if validate_args is None else validate_args
-    be = backend_for(xp)
-    if (
-        validate
-        and be.is_concrete(scale)
-        and not be.all_true(xp.all(_core.param_ok(scale, "scale", xp)))
-    ):
-        _core.explain_invalid(xp.zeros_like(scale), scale, "scale", xp)
-    out = _core.entropy_from(_core.sum_log_scale(scale, "scale", xp), scale.shape[-1])
-    return _core._finish(out, scale.dtype, xp)
+    _, scale, _ = _parameters(xp, xp.zeros_like(scale), scale, validate_args)
+    return _kernels.entropy(scale, xp=xp)
 
 
 def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp=None, validate_args=None):
@@ -148,9 +169,8 @@ def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp=None, validate_args=None
     >>> float(dg.kl_divergence(np.zeros(2), np.ones(2), np.ones(2), np.ones(2)))
     1.0
     """
-    xp = _xp(xp, ("loc_p", loc_p), ("scale_p", scale_p), ("loc_q", loc_q), ("scale_q", scale_q))
-    p = _dist(loc_p, scale_p, xp, validate_args)
-    return p.kl_divergence(_dist(loc_q, scale_q, xp, validate_args))
+    xp, *args = _pair(loc_p, scale_p, loc_q, scale_q, xp, validate_args)
+    return _kernels.kl_divergence(*args, xp=xp)
 
 
 def cross_entropy(loc_p, scale_p, loc_q, scale_q, *, xp=None, validate_args=None):
@@ -163,9 +183,8 @@ def cross_entropy(loc_p, scale_p, loc_q, scale_q, *, xp=None, validate_args=None
     >>> bool(np.isclose(h, dg.entropy(np.ones(2))))
     True
     """
-    xp = _xp(xp, ("loc_p", loc_p), ("scale_p", scale_p), ("loc_q", loc_q), ("scale_q", scale_q))
-    p = _dist(loc_p, scale_p, xp, validate_args)
-    return p.cross_entropy(_dist(loc_q, scale_q, xp, validate_args))
+    xp, *args = _pair(loc_p, scale_p, loc_q, scale_q, xp, validate_args)
+    return _kernels.cross_entropy(*args, xp=xp)
 
 
 def wasserstein2(loc_p, scale_p, loc_q, scale_q, *, xp=None, validate_args=None):
@@ -177,17 +196,12 @@ def wasserstein2(loc_p, scale_p, loc_q, scale_q, *, xp=None, validate_args=None)
     >>> float(dg.wasserstein2(np.zeros(1), np.ones(1), np.full(1, 3.0), np.full(1, 5.0)))
     5.0
     """
-    xp = _xp(xp, ("loc_p", loc_p), ("scale_p", scale_p), ("loc_q", loc_q), ("scale_q", scale_q))
-    p = _dist(loc_p, scale_p, xp, validate_args)
-    return p.wasserstein2(_dist(loc_q, scale_q, xp, validate_args))
+    xp, *args = _pair(loc_p, scale_p, loc_q, scale_q, xp, validate_args)
+    return _kernels.wasserstein2(*args, xp=xp)
 
 
 def log_ndtr(x, *, xp=None):
     """``log(Phi(x))``, the log of the standard normal CDF, accurate far in both tails.
-
-    Uses the library's own implementation where it is accurate (SciPy for
-    NumPy when installed, ``torch.special``, ``jax.scipy.special``) and a
-    pure array-API one otherwise.
 
     Examples
     --------
@@ -195,8 +209,5 @@ def log_ndtr(x, *, xp=None):
     >>> float(dg.log_ndtr(np.array(-40.0)))
     -804.6084420137538
     """
-    xp = _xp(xp, ("x", x))
-    x = _core.as_float_array("x", x, xp)
-    wd = _core.work_dtype(x.dtype, xp)
-    (z,) = _core._upcast(xp, wd, x)
-    return _core._finish(backend_for(xp).log_ndtr(z, xp), x.dtype, xp)
+    xp = xp if xp is not None else get_namespace(("x", x))
+    return _kernels.log_ndtr(as_array("x", x, xp), xp=xp)

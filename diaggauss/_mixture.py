@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import math
 
-from . import _core
-from ._backend import backend_for, ensure_jax_pytrees, get_namespace, library_name
 from ._distribution import MultivariateNormalDiag, get_default_validate_args
+from ._dtypes import work_dtype
+from ._gaps import ensure_jax_pytrees, gaps_for
+from ._kernels import log_softmax, logsumexp
+from ._namespace import as_array, device_of, get_namespace, is_array, is_numpy_like, library_name
 from ._pairwise import pairwise_log_prob
+from ._params import LOG_SCALE, PRECISION, SCALE, VARIANCE
+from ._shapes import batch_key, broadcast_shapes, check_value_shape, normalize_sample_shape
+from ._validation import check_array
 
 __all__ = ["MixtureDiag"]
 
@@ -52,7 +57,7 @@ class MixtureDiag:
     __slots__ = ("__weakref__", "_components", "_logits", "_validate_args")
 
     def __init__(self, logits, loc, scale, *, validate_args=None):
-        self._setup(logits, loc, scale, "scale", validate_args)
+        self._setup(logits, loc, scale, SCALE, validate_args)
 
     @classmethod
     def from_log_scale(cls, logits, loc, log_scale, *, validate_args=None):
@@ -66,7 +71,7 @@ class MixtureDiag:
         'log_scale'
         """
         self = cls.__new__(cls)
-        self._setup(logits, loc, log_scale, "log_scale", validate_args)
+        self._setup(logits, loc, log_scale, LOG_SCALE, validate_args)
         return self
 
     @classmethod
@@ -81,7 +86,7 @@ class MixtureDiag:
                [2.]])
         """
         self = cls.__new__(cls)
-        self._setup(logits, loc, variance, "variance", validate_args)
+        self._setup(logits, loc, variance, VARIANCE, validate_args)
         return self
 
     @classmethod
@@ -97,21 +102,33 @@ class MixtureDiag:
         array([[0.5, 0.5]])
         """
         self = cls.__new__(cls)
-        self._setup(logits, loc, precision, "precision", validate_args)
+        self._setup(logits, loc, precision, PRECISION, validate_args)
         return self
 
-    def _setup(self, logits, loc, param, kind, validate_args):
+    def _setup(self, logits, loc, param, par, validate_args):
         ensure_jax_pytrees()
+        kind = par.name
         xp = get_namespace(("logits", logits), ("loc", loc), (kind, param))
-        comps = MultivariateNormalDiag.__new__(MultivariateNormalDiag)
-        comps._setup(loc, param, kind, validate_args, xp)
+        if is_array(logits) and not is_numpy_like(logits):
+            # NumPy parameters beside library logits adopt the logits' library
+            loc, param = (
+                a
+                if not is_numpy_like(a)
+                else as_array(name, a, xp, dtype=logits.dtype, device=device_of(logits))
+                for name, a in (("loc", loc), (kind, param))
+            )
+        comps = self._component_class._build(loc, param, par, validate_args)
         if not comps.batch_shape:
             raise ValueError(
                 f"loc and {kind} must have shape (..., K, d), a component axis before the "
                 f"event axis; got loc of shape {tuple(comps._loc.shape)}"
             )
+        xp = comps._ns()
         k = comps.batch_shape[-1]
-        logits = _core.as_float_array("logits", logits, xp, dtype=comps.dtype, device=comps.device)
+        if logits is None:
+            raise TypeError("logits is required; got None")
+        get_namespace(("loc", comps._loc), ("logits", logits))
+        logits = as_array("logits", logits, xp, dtype=comps.dtype, device=comps.device)
         if logits.ndim == 0 or logits.shape[-1] != k:
             raise ValueError(
                 f"logits must have shape (..., K) with K={k} components (from loc's shape "
@@ -119,7 +136,7 @@ class MixtureDiag:
             )
         if logits.dtype != comps.dtype:
             logits = xp.astype(logits, comps.dtype)
-        _core.broadcast_shapes(
+        broadcast_shapes(
             tuple(logits.shape[:-1]),
             comps.batch_shape[:-1],
             names=("logits.shape[:-1]", "loc.shape[:-2]"),
@@ -127,21 +144,24 @@ class MixtureDiag:
         self._logits = logits
         self._components = comps
         self._validate_args = validate_args
-        validate = get_default_validate_args() if validate_args is None else validate_args
-        be = comps._be
-        if validate and be.is_concrete(logits):
-            ok = xp.all((logits < math.inf) & ~xp.isnan(logits)) & xp.all(
-                xp.any(logits > -math.inf, axis=-1)
-            )
-            if not be.all_true(ok):
-                _core.check_array(
-                    "logits",
-                    logits,
-                    (logits < math.inf) & ~xp.isnan(logits),
-                    "finite or -inf",
-                    xp,
-                )
+        self._finish()
+        validate = self._default_validate_args() if validate_args is None else validate_args
+        gaps = gaps_for(xp)
+        if validate and gaps.is_concrete(logits):
+            allowed = (logits < math.inf) & ~xp.isnan(logits)
+            if not bool(xp.all(allowed) & xp.all(xp.any(logits > -math.inf, axis=-1))):
+                check_array("logits", logits, allowed, "finite or -inf", xp)
                 raise ValueError("logits must leave at least one component with a finite logit")
+
+    #: The class of the components (the torch adapter's mixture holds torch components).
+    _component_class = MultivariateNormalDiag
+
+    @classmethod
+    def _default_validate_args(cls) -> bool:
+        return get_default_validate_args()
+
+    def _finish(self):
+        """Called once the fields are set; adapters add their library's fields."""
 
     @classmethod
     def _from_parts(cls, logits, components, validate_args=None):
@@ -149,6 +169,7 @@ class MixtureDiag:
         self._logits = logits
         self._components = components
         self._validate_args = validate_args
+        self._finish()
         return self
 
     def __reduce__(self):
@@ -189,7 +210,7 @@ class MixtureDiag:
     @property
     def log_weights(self):
         """``log_softmax(logits)`` over the component axis."""
-        return _core.log_softmax(self._logits, -1, self._ns())
+        return log_softmax(self._logits, -1, self._ns())
 
     @property
     def weights(self):
@@ -211,9 +232,10 @@ class MixtureDiag:
     @property
     def batch_shape(self) -> tuple:
         """``broadcast(logits.shape[:-1], components.batch_shape[:-1])``."""
-        return _core.broadcast_shapes(
-            tuple(self._logits.shape[:-1]), self._components.batch_shape[:-1]
-        )
+        return self._batch_tuple()
+
+    def _batch_tuple(self) -> tuple:
+        return broadcast_shapes(tuple(self._logits.shape[:-1]), self._components.batch_shape[:-1])
 
     @property
     def event_shape(self) -> tuple:
@@ -249,7 +271,7 @@ class MixtureDiag:
         w = self.weights[..., None]
         comps = self._components
         dm = comps.mean - xp.expand_dims(self.mean, axis=-2)
-        return xp.sum(w * (comps._variance() + dm * dm), axis=-2)
+        return xp.sum(w * (comps.variance + dm * dm), axis=-2)
 
     @property
     def stddev(self):
@@ -266,7 +288,7 @@ class MixtureDiag:
         >>> m.collapse().variance
         array([2.])
         """
-        return MultivariateNormalDiag.from_variance(
+        return self._component_class.from_variance(
             self.mean, self.variance, validate_args=self._validate_args
         )
 
@@ -276,12 +298,11 @@ class MixtureDiag:
         """`x` broadcast to ``(*sample, *batch, d)``; returns it and the sample shape."""
         xp = self._ns()
         comps = self._components
-        if _core.is_array(x, xp):
-            get_namespace(("loc", comps._loc), ("x", x))
-        x = _core.as_float_array("x", x, xp, dtype=self.dtype, device=self.device)
+        get_namespace(("loc", comps._loc), ("x", x))
+        x = as_array("x", x, xp, dtype=self.dtype, device=self.device)
         batch = self.batch_shape
         d = self.event_shape[0]
-        _core.check_value_shape("x", x.shape, batch, d)
+        check_value_shape("x", x.shape, batch, d)
         lead = tuple(x.shape[:-1])
         n_sample = max(len(lead) - len(batch), 0)
         sample = lead[:n_sample]
@@ -341,7 +362,7 @@ class MixtureDiag:
         >>> bool(np.isclose(m.log_prob(np.zeros(1)), -0.5 * np.log(2 * np.pi)))
         True
         """
-        return _core.logsumexp(self._joint(x), -1, self._ns())
+        return logsumexp(self._joint(x), -1, self._ns())
 
     def prob(self, x):
         """Density at `x`."""
@@ -358,14 +379,14 @@ class MixtureDiag:
         array([[1., 0.],
                [0., 1.]])
         """
-        return self._ns().exp(_core.log_softmax(self._joint(x), -1, self._ns()))
+        return self._ns().exp(log_softmax(self._joint(x), -1, self._ns()))
 
     def log_cdf(self, x):
         """Log of ``P(X <= x)``: ``logsumexp_k(log w_k + log_cdf_k(x))``."""
         xp = self._ns()
         x, _ = self._points(x)
         per = self._components.log_cdf(xp.expand_dims(x, axis=-2))
-        return _core.logsumexp(per + self.log_weights, -1, xp)
+        return logsumexp(per + self.log_weights, -1, xp)
 
     def cdf(self, x):
         """``P(X <= x)``."""
@@ -389,13 +410,12 @@ class MixtureDiag:
         """
         xp = self._ns()
         comps = self._components
-        be = backend_for(xp)
-        sample = _core.normalize_sample_shape(sample_shape)
+        sample = normalize_sample_shape(sample_shape)
         batch = self.batch_shape
         k, d = self.num_components, self.event_shape[0]
         dtype, device = self.dtype, self.device
-        stream = be.random_stream(seed, xp)
-        wd = _core.work_dtype(dtype, xp)
+        stream = gaps_for(xp).random_stream(seed, draws=2)
+        wd = work_dtype(dtype, xp)
         u = stream.uniform((*sample, *batch, k), wd, device)
         tiny = xp.finfo(wd).smallest_normal
         u = xp.clip(u, tiny, 1.0 - xp.finfo(wd).eps)
@@ -429,10 +449,26 @@ class MixtureDiag:
         if comps.batch_shape != (*batch, k):
             comps = comps.expand((*batch, k))
         # the component axis (and, for the components, the event axis) stay whole
-        key = _core.batch_key(index, len(batch))
+        key = batch_key(index, len(batch))
         sub_logits = logits[key]
         sub_comps = comps[key]
         return type(self)._from_parts(sub_logits, sub_comps, self._validate_args)
+
+    def expand(self, batch_shape):
+        """The mixture broadcast to a larger `batch_shape` (views, no copies).
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> m = dg.MixtureDiag(np.zeros(2), np.zeros((2, 3)), np.ones(3))
+        >>> m.expand((4,)).batch_shape
+        (4,)
+        """
+        batch_shape = normalize_sample_shape(batch_shape, "batch_shape")
+        k = self.num_components
+        logits = self._ns().broadcast_to(self._logits, (*batch_shape, k))
+        comps = self._components.expand((*batch_shape, k))
+        return type(self)._from_parts(logits, comps, self._validate_args)
 
     def __repr__(self):
         try:
@@ -462,7 +498,7 @@ def _gather_component(params, index, sample, xp):
     else:  # e.g. Dask: a one-hot contraction
         k = batch_k_d[-2]
         one_hot = xp.astype(
-            xp.expand_dims(index, axis=-1) == xp.arange(k, device=_core._device(params)),
+            xp.expand_dims(index, axis=-1) == xp.arange(k, device=device_of(params)),
             params.dtype,
         )
         return xp.sum(xp.expand_dims(one_hot, axis=-1) * source, axis=-2)

@@ -10,42 +10,55 @@ so the bias folds into the product and nothing follows it. Data and means
 are first shifted by a common centre (the mean of the means), which keeps
 float32 accurate far from the origin: the uncentred expansion loses every
 digit at offset 1e4 (scikit-learn issue 30382 is the same cancellation).
+Where the expansion's error bound passes `GEMM_ERROR_LIMIT`, ``method="auto"``
+redoes the product at float64 from the parameters as given.
 
-Memory: the output is preallocated and filled a block of rows at a time
-(``A_block @ B.T`` written into ``out[rows]``) where the library allows writes;
-the expanded rows of a block are the only temporary, of fixed size. JAX and
-Dask compute in one expression (XLA and Dask schedule the memory themselves).
+The product over ``[(x - c)**2, x - c, 1]`` is the kernel `quadratic_product`:
+generic here in one expression (XLA and Dask schedule its memory), replaced
+by NumPy's and PyTorch's adapters with a blocked version that writes into a
+preallocated result.
 """
 
 from __future__ import annotations
 
-from . import _core
-from ._backend import HALF_LOG_2PI, backend_for, get_namespace
-from ._core import work_dtype
+from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag
+from ._dtypes import finish, result_dtype, work_dtype
+from ._gaps import gaps_for
+from ._namespace import HALF_LOG_2PI, as_array, describe, device_of, get_namespace
+from ._params import PARAMETERISATIONS
+from ._shapes import broadcast_shapes, positive_int
 
 __all__ = [
     "pairwise_kl_divergence",
     "pairwise_log_prob",
     "pairwise_mahalanobis",
     "pairwise_wasserstein2",
+    "quadratic_product",
 ]
 
-# Elements of the expanded-row block per chunk (2 MB in float32: it stays in
-# cache between being written and being multiplied).
-CHUNK_ELEMENTS = 1 << 19
 METHODS = ("auto", "gemm", "direct")
+# The expansion's rounding error is at most 8 eps sum_j ((x_j - c_j)**2 + (m_j - c_j)**2)
+# / s_j**2 (docs/pairwise.md); past this many nats, "auto" computes at float64.
+GEMM_ERROR_LIMIT = 1e-2
+# Values of the (N, K, d) broadcast per block of the direct form.
+DIRECT_BLOCK = 1 << 20
 
 
-def _components(loc, scale, xp, validate_args, what):
-    """`loc`/`scale` (or a distribution in `loc`) as a distribution with batch (..., K)."""
-    if isinstance(loc, MultivariateNormalDiag):
-        if scale is not None:
-            raise TypeError(f"{what}: give loc and scale, or one distribution, not both")
-        return loc
-    d = MultivariateNormalDiag.__new__(MultivariateNormalDiag)
-    d._setup(loc, scale, "scale", validate_args, xp)
-    return d
+@overridable
+def quadratic_product(x, center, b_t, *, reach=False, chunk_rows=None, xp):
+    """``[(x - c)**2, x - c, 1] @ b_t``: rows of `x` expanded, times ``(2d + 1, K)`` `b_t`.
+
+    Returns ``(out, reach)``: the (..., N, K) product and, when `reach`, the
+    largest ``(x - c)**2`` per coordinate, (..., 1, d), for the error bound.
+    `chunk_rows` bounds the rows expanded at once where the library writes
+    into preallocated arrays (the adapters' versions); here one expression.
+    """
+    xc = x - center
+    sq = xc * xc
+    ones = xp.ones((*xc.shape[:-1], 1), dtype=xc.dtype, device=device_of(xc))
+    out = xp.matmul(xp.concat([sq, xc, ones], axis=-1), b_t)
+    return out, (xp.max(sq, axis=-2, keepdims=True) if reach else None)
 
 
 def _check_method(method):
@@ -53,40 +66,32 @@ def _check_method(method):
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
 
 
-def _rows_per_chunk(width, chunk_size):
-    if chunk_size is not None:
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be a positive number of rows; got {chunk_size!r}")
-        return int(chunk_size)
-    return max(1, CHUNK_ELEMENTS // max(width, 1))
+def _chunk_rows(chunk_size):
+    return None if chunk_size is None else positive_int("chunk_size", chunk_size)
 
 
-def _gemm(rows_of, n, b_t, out_shape, dtype, xp, be, chunk_rows, *operands):
-    """``A @ b_t`` where ``rows_of(i, j)`` builds rows ``i:j`` of A (axis -2).
-
-    Written block by block into a preallocated result where the library
-    allows writes (and none of `operands` forbids it); in one product otherwise.
-    """
-    if not be.inplace or n <= chunk_rows or not be.chunk_writes_ok(b_t, *operands):
-        return xp.matmul(rows_of(0, n), b_t)
-    out = xp.empty(out_shape, dtype=dtype, device=_core._device(b_t))
-    for i in range(0, n, chunk_rows):
-        j = min(i + chunk_rows, n)
-        be.matmul_into(rows_of(i, j), b_t, out, (Ellipsis, slice(i, j), slice(None)))
-    return out
+def _components(loc, scale, xp, validate_args, what):
+    """The components as a `MultivariateNormalDiag`, from arrays or one given."""
+    if isinstance(loc, MultivariateNormalDiag):
+        if scale is not None:
+            raise TypeError(f"{what}: give loc and scale, or one distribution, not both")
+        return loc
+    if scale is None:
+        raise TypeError(f"{what}: scale is required with array loc; got None")
+    return MultivariateNormalDiag._build(loc, scale, PARAMETERISATIONS["scale"], validate_args)
 
 
-def _broadcast_batch(x, lead, xp):
-    """`x` broadcast to the batch dimensions `lead` (before its last two axes)."""
-    shape = (*lead, *x.shape[-2:])
-    return x if tuple(x.shape) == shape else xp.broadcast_to(x, shape)
+def _given(dist):
+    """``(loc, spread, parameterisation)`` of `dist`, broadcast to its full shape."""
+    par = PARAMETERISATIONS[dist.parameterization]
+    return dist.loc, getattr(dist, par.name), par
 
 
-def _prepare_points(x, comps, xp, name="x"):
-    """Check `x` (..., N, d) against components (..., K, d); return float x, batch lead."""
-    if _core.is_array(x, xp):
-        get_namespace(("loc", comps._loc), (name, x))
-    x = _core.as_float_array(name, x, xp, dtype=comps.dtype, device=comps.device)
+def _points(x, comps, name="x"):
+    """`x` (..., N, d) as an array of the components' library, and the common batch lead."""
+    loc = comps.loc
+    xp = get_namespace(("components", loc), (name, x))
+    x = as_array(name, x, xp, dtype=comps.dtype, device=comps.device)
     d = comps.event_shape[0]
     batch = comps.batch_shape
     if x.ndim < 2 or x.shape[-1] != d:
@@ -99,15 +104,16 @@ def _prepare_points(x, comps, xp, name="x"):
             "the components need a batch axis of size K (loc of shape (..., K, d)); got "
             "batch_shape=()"
         )
-    lead = _core.broadcast_shapes(
+    lead = broadcast_shapes(
         tuple(x.shape[:-2]), batch[:-1], names=(f"{name}.shape[:-2]", "components batch[:-1]")
     )
     return x, lead
 
 
-def _center(loc, xp):
-    """The mean of the means over the component axis: (..., 1, d)."""
-    return xp.mean(loc, axis=-2, keepdims=True)
+def _lead(a, lead, xp):
+    """`a` broadcast to the batch dimensions `lead` before its last two axes."""
+    shape = (*lead, *a.shape[-2:])
+    return a if tuple(a.shape) == shape else xp.broadcast_to(a, shape)
 
 
 def pairwise_log_prob(
@@ -118,19 +124,20 @@ def pairwise_log_prob(
     Parameters
     ----------
     x : array of shape (..., N, d)
-        Points.
+        Points. NumPy data is converted to the components' library.
     loc, scale : arrays of shape (..., K, d)
         The components' means and standard deviations (or pass a
         `MultivariateNormalDiag` with batch shape (..., K) as `loc`).
     method : {"auto", "gemm", "direct"}
         "gemm": one matrix product over the centred, expanded square (fast;
         float32 error bounded as in the module notes). "direct": the (N, K, d)
-        broadcast, chunked (the reference). "auto" is "gemm", redone at
+        broadcast, in blocks (the reference). "auto" is "gemm", redone at
         float64 in the rare case where the float32 error bound would pass
         `GEMM_ERROR_LIMIT` nats (data far from components much narrower
         than that distance).
     chunk_size : int, optional
-        Rows of `x` per block (default: blocks of about 2**20 expanded values).
+        Rows of `x` per block where the library writes into preallocated
+        results (NumPy, PyTorch; default: blocks of about 2**19 values).
     xp : namespace, optional
     validate_args : bool, optional
         Validate `loc` and `scale` when given as arrays.
@@ -149,12 +156,12 @@ def pairwise_log_prob(
     ((4, 3), True)
     """
     _check_method(method)
-    xp = xp or get_namespace(("x", x), ("loc", getattr(loc, "_loc", loc)), ("scale", scale))
+    rows = _chunk_rows(chunk_size)
+    if not isinstance(loc, MultivariateNormalDiag):
+        xp = xp or get_namespace(("x", x), ("loc", loc), ("scale", scale))
     comps = _components(loc, scale, xp, validate_args, "pairwise_log_prob")
-    x, lead = _prepare_points(x, comps, xp)
-    if method == "direct":
-        return _direct(x, comps, lead, xp, "log_prob", chunk_size)
-    return _gemm_quadratic(x, comps, lead, xp, "log_prob", chunk_size, method)
+    x, lead = _points(x, comps)
+    return _quadratic_matrix(x, *_given(comps), lead, "log_prob", method, rows)
 
 
 def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
@@ -173,32 +180,45 @@ def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
     array([[0., 5.]])
     """
     _check_method(method)
+    rows = _chunk_rows(chunk_size)
     if not isinstance(p, MultivariateNormalDiag):
-        raise TypeError(f"p must be a MultivariateNormalDiag; got {type(p).__qualname__}")
-    xp = xp or p._ns()
-    x, lead = _prepare_points(x, p, xp)
+        raise TypeError(f"p must be a MultivariateNormalDiag; got {describe(p)}")
+    x, lead = _points(x, p)
+    return _quadratic_matrix(x, *_given(p), lead, "mahalanobis", method, rows)
+
+
+def _quadratic_matrix(x, loc, spread, par, lead, what, method, rows):
+    xp = get_namespace(("x", x), ("loc", loc))
     if method == "direct":
-        return _direct(x, p, lead, xp, "mahalanobis", chunk_size)
-    return _gemm_quadratic(x, p, lead, xp, "mahalanobis", chunk_size, method)
-
-
-# The expansion's rounding error is at most 8 eps sum_j ((x_j - c_j)**2 + (m_j - c_j)**2)
-# / s_j**2 (module notes); past this many nats, "auto" computes at a wider precision.
-GEMM_ERROR_LIMIT = 1e-2
-
-
-def _gemm_quadratic(x, comps, lead, xp, what, chunk_size, method="auto"):
-    """log_prob or Mahalanobis distance through one product over [x**2, x, 1]."""
-    be = backend_for(xp)
-    dtype = comps.dtype if x.dtype == comps.dtype else xp.result_type(x, comps._loc)
+        return _direct(x, loc, spread, par, lead, what, rows)
+    dtype = result_dtype(xp, x, loc, spread)
     wd = work_dtype(dtype, xp)
-    d = comps.event_shape[0]
-    full = (*comps.batch_shape, d)
-    (loc,) = _core._upcast(xp, wd, comps._loc)
-    loc = _broadcast_batch(xp.broadcast_to(loc, full), lead, xp)
-    log_scale = _broadcast_batch(xp.broadcast_to(comps._log_scale(wd), full), lead, xp)
-    x = xp.astype(x, wd) if x.dtype != wd else x
-    center = _center(loc, xp)
+    out, too_coarse = _gemm(x, loc, spread, par, lead, what, wd, rows, method == "auto")
+    if too_coarse:
+        del out  # redone below: free its memory first
+        wider = _wider_dtype(wd, xp)
+        if wider is None:
+            return _direct(x, loc, spread, par, lead, what, rows)
+        # From the parameters as given: a log-scale rounded to float32 first
+        # would carry its rounding into the precisions (5 ulp at 1e4 nats).
+        out, _ = _gemm(x, loc, spread, par, lead, what, wider, rows, False)
+    return finish(out, dtype, xp)
+
+
+def _at(a, wd, lead, xp):
+    """`a` (..., K, d) cast to `wd` and broadcast to the batch lead `lead`."""
+    return _lead(a if a.dtype == wd else xp.astype(a, wd), lead, xp)
+
+
+def _gemm(x, loc, spread, par, lead, what, wd, rows, check):
+    """The expanded product at dtype `wd`; returns it and whether its bound is too coarse."""
+    xp = get_namespace(("x", x), ("loc", loc))
+    gaps = gaps_for(xp)
+    d = loc.shape[-1]
+    loc = _at(loc, wd, lead, xp)
+    log_scale = par.derive("log_scale", _at(spread, wd, lead, xp), xp)
+    x = _at(x, wd, lead, xp)
+    center = xp.mean(loc, axis=-2, keepdims=True)
     m = loc - center
     prec = xp.exp(-2.0 * log_scale)
     mp = m * prec
@@ -207,57 +227,17 @@ def _gemm_quadratic(x, comps, lead, xp, what, chunk_size, method="auto"):
         b = xp.concat([-0.5 * prec, mp, bias[..., None]], axis=-1)
     else:  # squared Mahalanobis: [x**2, x, 1] . [p, -2 m p, sum(m**2 p)]
         b = xp.concat([prec, -2.0 * mp, xp.sum(m * mp, axis=-1)[..., None]], axis=-1)
-    b_t = xp.matrix_transpose(b)
-    n = x.shape[-2]
-    k = comps.batch_shape[-1]
-    xb = _broadcast_batch(x, lead, xp)
-    ones_shape = (*lead, 1)
-    # The error bound needs max((x - centre)**2) per coordinate: gathered from
-    # the squares each block computes anyway (in cache), not by two extra
-    # passes over x, which cost 15% of the whole at N=1e5, K=64, d=32. Traced
-    # or lazy values are not read and keep the product.
-    check = method == "auto" and be.is_concrete(x) and be.is_concrete(m)
-    reach = None
-    # the running maximum's d columns count against the chunk's memory too
-    chunk_rows = _rows_per_chunk(2 * d + 1 + (d if check else 0), chunk_size)
-
-    def rows_of(i, j):
-        nonlocal reach
-        block = xb[..., i:j, :]
-        rows = be.expanded_square(block, center, min(chunk_rows, n), b_t)
-        if rows is None:
-            xc = block - center
-            sq = xc * xc
-            ones = xp.ones((*ones_shape[:-1], j - i, 1), dtype=wd, device=_core._device(x))
-            rows = xp.concat([sq, xc, ones], axis=-1)
-        else:
-            sq = rows[..., :d]
-        if check:
-            # elementwise while the blocks stream; one reduction at the end (a
-            # reduction per block over the row axis cost twice as much)
-            reach = be.running_max(reach, sq, xp)
-        return rows
-
-    out = _gemm(rows_of, n, b_t, (*lead, n, k), wd, xp, be, chunk_rows, xb, center)
-    if check and _expansion_too_coarse(xp.max(reach, axis=-2, keepdims=True), m, prec, wd, xp, be):
-        del out  # the product is redone below: free its memory first
-        wider = _wider_dtype(wd, xp, be)
-        if wider is None:
-            return _direct(x, comps, lead, xp, what, chunk_size)
-        # the same product at double precision: slower, never inaccurate here.
-        # From the parameter as given: a log-scale rounded to float32 first
-        # would carry its rounding into the precisions (5 ulp at 1e4 nats).
-        comps_wide = MultivariateNormalDiag._from_parts(
-            xp.astype(comps._loc, wider), xp.astype(comps._param, wider), comps._kind
-        )
-        out = _gemm_quadratic(xp.astype(x, wider), comps_wide, lead, xp, what, chunk_size, "gemm")
-        return _core._finish(out, dtype, xp)
+    # Traced or lazy values are not read: they keep the product as computed.
+    check = check and gaps.is_concrete(x) and gaps.is_concrete(m)
+    out, reach = quadratic_product(
+        x, center, xp.matrix_transpose(b), reach=check, chunk_rows=rows, xp=xp
+    )
     if what == "mahalanobis":
         out = xp.sqrt(xp.clip(out, 0.0, None))  # rounding may dip below zero at distance 0
-    return _core._finish(out, dtype, xp)
+    return out, check and _too_coarse(reach, m, prec, wd, xp)
 
 
-def _expansion_too_coarse(reach, m, prec, wd, xp, be):
+def _too_coarse(reach, m, prec, wd, xp):
     """Whether the expansion's error bound exceeds `GEMM_ERROR_LIMIT` (one value read).
 
     `reach` is the largest squared deviation of the data from the centre per
@@ -265,59 +245,46 @@ def _expansion_too_coarse(reach, m, prec, wd, xp, be):
     offset `m` and precision `prec`.
     """
     bound = xp.max(xp.sum((reach + m * m) * prec, axis=-1))
-    eps = float(xp.finfo(wd).eps)
-    return not be.all_true(8 * eps * bound <= GEMM_ERROR_LIMIT)
+    return not bool(8 * float(xp.finfo(wd).eps) * bound <= GEMM_ERROR_LIMIT)
 
 
-def _wider_dtype(wd, xp, be):
+def _wider_dtype(wd, xp):
     """float64 where the library has it and `wd` is narrower; else None."""
-    if xp.finfo(wd).bits >= 64 or not be.has_float64():
+    if xp.finfo(wd).bits >= 64 or not gaps_for(xp).has_float64():
         return None
     return xp.float64
 
 
-def _direct(x, comps, lead, xp, what, chunk_size):
+def _direct(x, loc, spread, par, lead, what, rows):
     """The (..., N, K, d) broadcast, in blocks of rows: the reference form."""
-    be = backend_for(xp)
-    dtype = comps.dtype if x.dtype == comps.dtype else xp.result_type(x, comps._loc)
+    xp = get_namespace(("x", x), ("loc", loc))
+    dtype = result_dtype(xp, x, loc, spread)
     wd = work_dtype(dtype, xp)
-    d = comps.event_shape[0]
-    k = comps.batch_shape[-1]
-    full = (*comps.batch_shape, d)
-    (loc,) = _core._upcast(xp, wd, comps._loc)
-    x = xp.astype(x, wd) if x.dtype != wd else x
-    loc = _broadcast_batch(xp.broadcast_to(loc, full), lead, xp)[..., None, :, :]
-    log_scale = _broadcast_batch(xp.broadcast_to(comps._log_scale(wd), full), lead, xp)
+    k, d = loc.shape[-2:]
+    log_scale = par.derive("log_scale", _at(spread, wd, lead, xp), xp)
+    loc = _at(loc, wd, lead, xp)[..., None, :, :]
     inv = xp.exp(-log_scale)[..., None, :, :]
-    norm = (xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI)[..., None, :]
-    x = _broadcast_batch(x, lead, xp)
+    log_z = (xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI)[..., None, :]
+    x = _at(x, wd, lead, xp)
     n = x.shape[-2]
-    rows = _rows_per_chunk(k * d, chunk_size)
+    step = rows or max(1, DIRECT_BLOCK // max(k * d, 1))
 
     def block(i, j):
         z = (x[..., i:j, None, :] - loc) * inv
         maha = xp.sum(z * z, axis=-1)
-        return -0.5 * maha - norm if what == "log_prob" else xp.sqrt(maha)
+        return -0.5 * maha - log_z if what == "log_prob" else xp.sqrt(maha)
 
-    if not be.inplace or n <= rows or not be.chunk_writes_ok(x, loc, inv):
-        out = block(0, n)
-    else:
-        out = xp.empty((*lead, n, k), dtype=wd, device=_core._device(x))
-        for i in range(0, n, rows):
-            j = min(i + rows, n)
-            out[..., i:j, :] = block(i, j)
-    return _core._finish(out, dtype, xp)
+    if n <= step:
+        return finish(block(0, n), dtype, xp)
+    parts = [block(i, min(i + step, n)) for i in range(0, n, step)]
+    return finish(xp.concat(parts, axis=-2), dtype, xp)
 
 
 def _pair_components(p, q, what):
     for name, v in (("p", p), ("q", q)):
         if not isinstance(v, MultivariateNormalDiag):
-            raise TypeError(
-                f"{what}: {name} must be a MultivariateNormalDiag; got {type(v).__qualname__}"
-            )
-    xp = p._ns()
-    q._ns()
-    get_namespace(("p.loc", p._loc), ("q.loc", q._loc))
+            raise TypeError(f"{what}: {name} must be a MultivariateNormalDiag; got {describe(v)}")
+    xp = get_namespace(("p.loc", p.loc), ("q.loc", q.loc))
     if p.event_shape != q.event_shape:
         raise ValueError(
             f"{what}: event sizes differ: p has {p.event_shape}, q has {q.event_shape}"
@@ -327,21 +294,17 @@ def _pair_components(p, q, what):
             raise ValueError(
                 f"{what}: {name} needs a batch axis of components (batch_shape (..., K)); got ()"
             )
-    lead = _core.broadcast_shapes(
+    lead = broadcast_shapes(
         p.batch_shape[:-1], q.batch_shape[:-1], names=("p.batch_shape[:-1]", "q.batch_shape[:-1]")
     )
-    dtype = p.dtype if p.dtype == q.dtype else xp.result_type(p._loc, q._loc)
+    dtype = result_dtype(xp, p.loc, q.loc, *(_given(v)[1] for v in (p, q)))
     return xp, lead, dtype, work_dtype(dtype, xp)
 
 
 def _full_params(dist, lead, xp, wd):
-    d = dist.event_shape[0]
-    full = (*dist.batch_shape, d)
-    (loc,) = _core._upcast(xp, wd, dist._loc)
-    log_scale = dist._log_scale(wd)
-    loc = _broadcast_batch(xp.broadcast_to(loc, full), lead, xp)
-    log_scale = _broadcast_batch(xp.broadcast_to(log_scale, full), lead, xp)
-    return loc, log_scale
+    """`dist`'s loc and log-scale at `wd`, broadcast to the batch `lead`, from the given spread."""
+    loc, spread, par = _given(dist)
+    return _at(loc, wd, lead, xp), par.derive("log_scale", _at(spread, wd, lead, xp), xp)
 
 
 def pairwise_kl_divergence(p, q, *, method="auto"):
@@ -353,7 +316,8 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
         Batches of shapes (..., K1) and (..., K2) with the same event size.
     method : {"auto", "gemm", "direct"}
         "gemm" expands the square into one product (centred means); "direct"
-        broadcasts (K1, K2, d).
+        broadcasts (K1, K2, d). "auto" is "gemm", redone at float64 where its
+        error bound passes `GEMM_ERROR_LIMIT`.
 
     Examples
     --------
@@ -366,33 +330,32 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
     """
     _check_method(method)
     xp, lead, dtype, wd = _pair_components(p, q, "pairwise_kl_divergence")
+    if method == "auto":
+        loc_p, ls_p = _full_params(p, lead, xp, wd)
+        loc_q, ls_q = _full_params(q, lead, xp, wd)
+        gaps = gaps_for(xp)
+        if gaps.is_concrete(loc_p) and gaps.is_concrete(loc_q):
+            # the expansion cancels terms up to sum((mp**2 + mq**2 + sp**2) / sq**2)
+            c = xp.mean(loc_q, axis=-2, keepdims=True)
+            reach = xp.max((loc_p - c) ** 2 + xp.exp(2.0 * ls_p), axis=-2, keepdims=True)
+            bound = xp.max(xp.sum((reach + (loc_q - c) ** 2) * xp.exp(-2.0 * ls_q), axis=-1))
+            if not bool(8 * float(xp.finfo(wd).eps) * bound <= GEMM_ERROR_LIMIT):
+                wider = _wider_dtype(wd, xp)
+                if wider is None:
+                    return _kl_matrix(p, q, lead, xp, dtype, wd, "direct")
+                return finish(_kl_matrix(p, q, lead, xp, dtype, wider, "gemm"), dtype, xp)
+    return _kl_matrix(p, q, lead, xp, dtype, wd, "direct" if method == "direct" else "gemm")
+
+
+def _kl_matrix(p, q, lead, xp, dtype, wd, method):
     loc_p, ls_p = _full_params(p, lead, xp, wd)
     loc_q, ls_q = _full_params(q, lead, xp, wd)
     d = p.event_shape[0]
-    if method == "auto":
-        be = backend_for(xp)
-        wider = _wider_dtype(wd, xp, be)
-        if be.is_concrete(loc_p) and be.is_concrete(loc_q):
-            # the expansion below cancels terms up to sum((mp**2 + mq**2 + sp**2) / sq**2)
-            c = _center(loc_q, xp)
-            reach = xp.max((loc_p - c) ** 2 + xp.exp(2.0 * ls_p), axis=-2, keepdims=True)
-            bound = xp.max(xp.sum((reach + (loc_q - c) ** 2) * xp.exp(-2.0 * ls_q), axis=-1))
-            if not be.all_true(8 * float(xp.finfo(wd).eps) * bound <= GEMM_ERROR_LIMIT):
-                if wider is None:
-                    return pairwise_kl_divergence(p, q, method="direct")
-                pw, qw = (
-                    MultivariateNormalDiag._from_parts(
-                        xp.astype(v._loc, wider), xp.astype(v._log_scale(), wider), "log_scale"
-                    )
-                    for v in (p, q)
-                )
-                return _core._finish(pairwise_kl_divergence(pw, qw, method="gemm"), dtype, xp)
     if method == "direct":
         t = 2.0 * (ls_p[..., :, None, :] - ls_q[..., None, :, :])
         u = (loc_p[..., :, None, :] - loc_q[..., None, :, :]) * xp.exp(-ls_q[..., None, :, :])
-        out = 0.5 * xp.sum(xp.expm1(t) - t + u * u, axis=-1)
-        return _core._finish(out, dtype, xp)
-    center = _center(loc_q, xp)
+        return finish(0.5 * xp.sum(xp.expm1(t) - t + u * u, axis=-1), dtype, xp)
+    center = xp.mean(loc_q, axis=-2, keepdims=True)
     mp_, mq = loc_p - center, loc_q - center
     prec_q = xp.exp(-2.0 * ls_q)
     var_p = xp.exp(2.0 * ls_p)
@@ -400,13 +363,13 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
     #      - mp . (mq prec_q) + mq**2 . prec_q / 2
     a_bias = -xp.sum(ls_p, axis=-1) - 0.5 * d
     b_bias = xp.sum(ls_q, axis=-1) + 0.5 * xp.sum(mq * mq * prec_q, axis=-1)
-    ones_p = xp.ones((*a_bias.shape, 1), dtype=wd, device=_core._device(loc_p))
-    ones_q = xp.ones((*b_bias.shape, 1), dtype=wd, device=_core._device(loc_q))
+    ones_p = xp.ones((*a_bias.shape, 1), dtype=wd, device=device_of(loc_p))
+    ones_q = xp.ones((*b_bias.shape, 1), dtype=wd, device=device_of(loc_q))
     a = xp.concat([var_p + mp_ * mp_, mp_, a_bias[..., None], ones_p], axis=-1)
     b = xp.concat([0.5 * prec_q, -(mq * prec_q), ones_q, b_bias[..., None]], axis=-1)
     out = xp.matmul(a, xp.matrix_transpose(b))
     # KL >= 0; rounding of the expansion may dip just below zero for p_i == q_j
-    return _core._finish(xp.clip(out, 0.0, None), dtype, xp)
+    return finish(xp.clip(out, 0.0, None), dtype, xp)
 
 
 def pairwise_wasserstein2(p, q, *, method="auto"):
@@ -431,7 +394,7 @@ def pairwise_wasserstein2(p, q, *, method="auto"):
     b = xp.concat([loc_q, xp.exp(ls_q)], axis=-1)
     if method == "direct":
         diff = a[..., :, None, :] - b[..., None, :, :]
-        return _core._finish(xp.sqrt(xp.sum(diff * diff, axis=-1)), dtype, xp)
+        return finish(xp.sqrt(xp.sum(diff * diff, axis=-1)), dtype, xp)
     center = xp.mean(b, axis=-2, keepdims=True)
     a, b = a - center, b - center
     sq = (
@@ -439,4 +402,4 @@ def pairwise_wasserstein2(p, q, *, method="auto"):
         + xp.sum(b * b, axis=-1)[..., None, :]
         - 2.0 * xp.matmul(a, xp.matrix_transpose(b))
     )
-    return _core._finish(xp.sqrt(xp.clip(sq, 0.0, None)), dtype, xp)
+    return finish(xp.sqrt(xp.clip(sq, 0.0, None)), dtype, xp)

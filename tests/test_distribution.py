@@ -224,7 +224,7 @@ class TestShapes:
     def test_scalar_scale(self, xp):
         d = dg.MultivariateNormalDiag(asarray(xp, np.zeros((3, 4))), 2.0)
         assert d.batch_shape == (3,)
-        assert_close(d.scale, np.full(4, 2.0), xp=xp)
+        assert_close(d.scale, np.full((3, 4), 2.0), xp=xp)
         assert_close(d.entropy(), np.full(3, 4 * stats.norm.entropy(0, 2.0)), xp=xp)
 
     def test_event_axis_of_one_broadcasts(self, xp):
@@ -365,16 +365,21 @@ class TestFunctional:
 
 
 class TestCaching:
-    def test_derived_parameters_are_computed_once(self, xp):
-        d = dg.MultivariateNormalDiag(asarray(xp, np.zeros(2)), asarray(xp, np.ones(2)))
-        # (a first call may sum per-coordinate terms without caching: call twice)
-        d.log_prob(asarray(xp, np.zeros(2)))
-        d.log_prob(asarray(xp, np.zeros(2)))
-        first = {k: v for k, v in d._cache.items() if isinstance(v, tuple)}
-        assert first  # the log-scale or its sum, whichever this backend's kernel uses
-        d.log_prob(asarray(xp, np.ones(2)))
-        assert all(d._cache[k] is v for k, v in first.items())
-        assert d.log_scale is d.log_scale
+    def test_derived_parameters_are_kept_only_where_changes_are_seen(self, xp, backend):
+        """torch (version counters) and JAX (immutable) keep derived values; others re-read."""
+        size = 4096
+        loc = asarray(xp, np.zeros((size, 2)))
+        d = dg.MultivariateNormalDiag.from_variance(loc, asarray(xp, np.full((size, 2), 4.0)))
+        x = asarray(xp, np.zeros((size, 2)))
+        d.log_prob(x)
+        kept = d._cache is not None and d._cache[1]
+        if backend.value in ("torch", "jax"):
+            assert kept  # 1 / scale and log Z
+            first = dict(d._cache[1])
+            d.log_prob(asarray(xp, np.ones((size, 2))))
+            assert all(d._cache[1][k] is v for k, v in first.items())
+        else:
+            assert not kept
 
     def test_log_scale_is_not_round_tripped(self, xp):
         log_scale = asarray(xp, np.array([-3.0, 2.0]))

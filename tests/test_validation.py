@@ -134,20 +134,31 @@ def test_value_that_does_not_broadcast_with_batch(xp):
 
 def test_mixed_libraries_name_both():
     torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match=r"loc is a numpy array .* scale is a torch array"):
-        MVN(np.zeros(2), torch.ones(2))
+    jnp = pytest.importorskip("jax.numpy")
+    with pytest.raises(TypeError, match=r"loc is a torch array .* scale is a jax array"):
+        MVN(torch.zeros(2), jnp.ones(2))
     d = MVN(torch.zeros(2), torch.ones(2))
-    with pytest.raises(TypeError, match=r"loc is a torch array .* x is a numpy array"):
-        d.log_prob(np.zeros(2))
+    with pytest.raises(TypeError, match=r"loc is a torch array .* x is a jax array"):
+        d.log_prob(jnp.zeros(2))
     q = MVN(np.zeros(2), np.ones(2))
     with pytest.raises(TypeError, match=r"torch .* numpy"):
         d.kl_divergence(q)
 
 
-def test_mixed_jax_and_numpy():
+def test_numpy_data_adopts_the_other_library():
+    """NumPy arrays and Python numbers are not another library: they convert (design.md)."""
+    torch = pytest.importorskip("torch")
     jnp = pytest.importorskip("jax.numpy")
-    with pytest.raises(TypeError, match=r"loc is a jax array .* scale is a numpy array"):
-        MVN(jnp.zeros(2), np.ones(2))
+    d = MVN(np.zeros(2), torch.ones(2, dtype=torch.float32))
+    assert isinstance(d.loc, torch.Tensor)
+    assert d.loc.dtype == torch.float32
+    lp = MVN(torch.zeros(2), torch.ones(2)).log_prob(np.zeros(2))
+    assert isinstance(lp, torch.Tensor)
+    assert lp.dtype == torch.float32
+    np.testing.assert_allclose(lp.numpy(), -np.log(2 * np.pi), rtol=1e-6)
+    j = MVN(jnp.zeros(2), np.ones(2))
+    assert "jax" in type(j.scale).__module__
+    np.testing.assert_allclose(j.log_prob(np.zeros(2)), -np.log(2 * np.pi), rtol=1e-6)
 
 
 def test_not_an_array():
@@ -193,23 +204,21 @@ def test_functional_kernels_validate(xpc):
 
 
 def test_only_one_host_sync_when_valid():
-    """Validation reads the device once: count the reads through the backend hook."""
-    from diaggauss import _backend
+    """Validation reads the device once: count the host reads of array-api-strict arrays."""
+    xps = pytest.importorskip("array_api_strict")
+    array = type(xps.zeros(1))
+    reads = []
+    real = array.__bool__
 
-    class Counting(_backend.Backend):
-        name = "counting"
-        calls = 0
+    def counting(self):
+        reads.append(1)
+        return real(self)
 
-        def all_true(self, condition):
-            Counting.calls += 1
-            return bool(condition)
-
-    xp = _backend.get_namespace(("loc", np.zeros(1)))
-    real = _backend.backend_for(xp)
-    _backend._BY_NAMESPACE[id(xp)] = (xp, Counting())
+    MVN(xps.zeros((4, 3)), xps.ones((4, 3)))  # the library's laziness is probed once
+    array.__bool__ = counting
     try:
-        MVN(np.zeros((4, 3)), np.ones((4, 3)))
-        MVN.from_log_scale(np.zeros((4, 3)), np.zeros(3))
+        MVN(xps.zeros((4, 3)), xps.ones((4, 3)))
+        MVN.from_log_scale(xps.zeros((4, 3)), xps.zeros(3))
     finally:
-        _backend._BY_NAMESPACE[id(xp)] = (xp, real)
-    assert Counting.calls == 2
+        array.__bool__ = real
+    assert len(reads) == 2

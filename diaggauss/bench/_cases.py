@@ -670,7 +670,7 @@ def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
     import numpy as np
 
     import diaggauss as dg
-    from diaggauss._fit import _e_step, _m_step
+    from diaggauss._em import e_step, m_step
 
     gm_cls, sk_log_prob = _sklearn()
     configs = QUICK_PAIRWISE_CONFIGS if quick else PAIRWISE_CONFIGS
@@ -691,7 +691,7 @@ def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
         def gemm(x, loc):
             return x @ loc.T
 
-    from diaggauss._backend import backend_for, get_namespace
+    from diaggauss._namespace import get_namespace
 
     def pairwise(n, k, d):
         def run():
@@ -743,7 +743,9 @@ def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
             out_bytes = n * k * 4
             row["memory"] = {"output_bytes": out_bytes, "extra_peak_bytes": memory}
             if "diaggauss" in memory:
-                from diaggauss import _pairwise
+                import importlib
+
+                adapter = importlib.import_module(f"diaggauss.backends.{backend}._overrides")
 
                 # one block of expanded rows, plus the expanded parameters (K by
                 # 2d + 1, a few copies) and 1 MiB of slack, beside the output (as
@@ -752,7 +754,7 @@ def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
                 blas = max(memory.get("gemm", out_bytes), out_bytes)
                 allowance = (
                     blas
-                    + _pairwise.CHUNK_ELEMENTS * 4
+                    + adapter.CHUNK_ELEMENTS * 4
                     + 16 * k * (2 * d + 1) * 4
                     + (1 << 20)  # page and allocator granularity
                 )
@@ -791,15 +793,14 @@ def pairwise_cases(backend: str, quick: bool) -> Iterator[Callable[[], dict]]:
                 gm.fit(xn)  # the same start for both: sklearn's fitted parameters
             x = conv(xn)
             xp = get_namespace(("x", x))
-            be = backend_for(xp)
             w = xp.ones((n,), dtype=x.dtype)
             logits = conv(np.log(gm.weights_).astype(np.float32))
             loc = conv(gm.means_.astype(np.float32))
             var = conv(gm.covariances_.astype(np.float32))
 
             def ours():
-                _, resp = _e_step(x, w, logits, loc, var, xp)
-                return _m_step(x, w, resp, 1e-6, xp, be)
+                _, resp = e_step(x, w, logits, loc, var, xp=xp)
+                return m_step(x, w, resp, 1e-6, xp=xp)
 
             def theirs():
                 _, lr = gm._e_step(xn)

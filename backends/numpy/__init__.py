@@ -1,0 +1,38 @@
+"""NumPy adapter: ``numpy.random.Generator`` noise, host reads, SciPy conversions, overrides.
+
+Imported when a NumPy array is first seen by a distribution or kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diaggauss._gaps import Gaps, NumpyStream, numpy_generator
+
+__all__ = ["GAPS", "from_scipy", "to_scipy"]
+
+
+class NumpyGaps(Gaps):
+    """NumPy's answers: its own Generator, values always concrete, nothing cached.
+
+    NumPy arrays are mutable and carry no version, so derived values are
+    never kept between calls (the generic `Gaps.can_cache`): in-place updates
+    of a parameter are always seen.
+    """
+
+    name = "numpy"
+
+    def random_stream(self, seed, draws=None):
+        return NumpyStream(numpy_generator(seed, "NumPy"), self._xp)
+
+    def is_concrete(self, x) -> bool:
+        return True
+
+    def to_host(self, x):
+        return np.asarray(x)
+
+
+GAPS = NumpyGaps()
+
+from . import _overrides  # noqa: E402, F401  (registers the overrides on GAPS)
+from ._scipy import from_scipy, to_scipy  # noqa: E402

@@ -1,0 +1,95 @@
+"""``diaggauss.backends.torch.MixtureDiag``: the neutral mixture as a torch Distribution."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, constraints
+
+import diaggauss as dg
+from diaggauss._params import SCALE
+
+from ._distribution import MultivariateNormalDiag
+
+__all__ = ["MixtureDiag"]
+
+
+class MixtureDiag(dg.MixtureDiag, Distribution):
+    r"""A mixture of K diagonal Gaussians as a ``torch.distributions.Distribution``.
+
+    The torch counterpart of `diaggauss.MixtureDiag` (like ``MixtureSameFamily``
+    over ``Independent(Normal)``, with the pairwise kernel behind `log_prob`);
+    its components are `diaggauss.backends.torch.MultivariateNormalDiag`.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (..., K)
+    loc : Tensor of shape (..., K, d)
+    scale : Tensor of shape (..., K, d)
+    validate_args : bool, optional
+        Defaults to ``Distribution._validate_args``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from diaggauss.backends.torch import MixtureDiag
+    >>> m = MixtureDiag(torch.zeros(3), torch.randn(3, 2), torch.ones(3, 2))
+    >>> m.batch_shape, m.event_shape
+    (torch.Size([]), torch.Size([2]))
+    >>> m.sample((5,)).shape
+    torch.Size([5, 2])
+    """
+
+    arg_constraints = {  # noqa: RUF012  (torch's class-level contract)
+        "logits": constraints.real_vector,
+        "loc": constraints.real_vector,
+        "scale": constraints.independent(constraints.positive, 1),
+    }
+    support = constraints.real_vector
+    has_rsample = False
+    _component_class = MultivariateNormalDiag
+
+    def __init__(self, logits, loc, scale, validate_args=None):
+        self._setup(logits, loc, scale, SCALE, validate_args)
+
+    @classmethod
+    def _default_validate_args(cls) -> bool:
+        return Distribution._validate_args
+
+    def _finish(self):
+        self._batch_shape = torch.Size(dg.MixtureDiag._batch_tuple(self))
+        self._event_shape = torch.Size(self._components.event_shape)
+
+    @classmethod
+    def from_neutral(cls, mixture, validate_args=None):
+        """The torch mixture of a `diaggauss.MixtureDiag` of torch tensors."""
+        c = mixture.components
+        comps = MultivariateNormalDiag._from_parts(c._loc, c._param, c._par, validate_args)
+        return cls._from_parts(mixture.logits, comps, validate_args)
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``broadcast(logits.shape[:-1], components.batch_shape[:-1])``."""
+        return self._batch_shape
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """``(d,)``."""
+        return self._event_shape
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log density at `value` of shape ``(*sample, *batch, d)``."""
+        return super().log_prob(value)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        """``P(X <= value)``."""
+        return super().cdf(value)
+
+    def sample(self, sample_shape=torch.Size(), generator=None) -> Tensor:  # noqa: B008
+        """Samples (not reparameterised: a component is a discrete draw)."""
+        with torch.no_grad():
+            return dg.MixtureDiag.sample(self, tuple(sample_shape), seed=generator)
+
+    def expand(self, batch_shape, _instance=None):
+        """The mixture broadcast to a larger `batch_shape`."""
+        return dg.MixtureDiag.expand(self, batch_shape)

@@ -1,0 +1,203 @@
+"""PyTorch's whole-kernel overrides of the core's kernels.
+
+Eager torch runs one kernel launch per operation and cannot fuse: at a few
+values the launches are the cost, at millions the passes over memory are.
+Each function here replaces one kernel of the core, with its signature, for
+torch tensors; it takes its fast form only where that form is exact to
+rounding and safe for autograd, ``torch.compile`` and ``torch.func``, and
+calls the generic kernel otherwise. `tests/test_overrides.py` compares each
+with the generic kernel on both sides of every threshold below.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diaggauss import _kernels, _pairwise, _validation
+from diaggauss._dispatch import override
+from diaggauss._namespace import HALF_LOG_2PI
+
+from ._gaps import GAPS, _is_compiling, _is_wrapped
+
+# Up to this many elements a log density is launch-bound: it is computed as
+# one reduction of per-coordinate terms built by one fused kernel (addcmul).
+# Under torch.compile it is that form at every size: the compiler then makes
+# one pass over the data (two reductions cost it a second one: 1.3x).
+SMALL = 1 << 10
+# From this many elements, without autograd, the log density streams over
+# blocks of rows: the temporaries of one block stay in cache and are reused
+# by the allocator, where a full-size temporary would be faulted in afresh.
+LARGE = 1 << 18
+# Rows per block of the streamed form: about this many values each (2 MB of
+# float32: 1.7x the read floor at (65536, 64), against 2.2x for blocks of 2**16).
+BLOCK_VALUES = 1 << 19
+# Up to this many parameter values on the CPU, validation reads them on the host.
+FEW_VALUES = 64
+# Values of the expanded rows per block of the pairwise product (see backends/numpy).
+CHUNK_ELEMENTS = 1 << 19
+
+
+_FLOAT = (torch.float32, torch.float64)
+
+
+def _plain(a, b, c, d=None) -> bool:
+    """Same floating dtype (32 or 64 bits), none transformed by torch.func: fast forms apply."""
+    dtype = a.dtype
+    if dtype not in _FLOAT or b.dtype is not dtype or c.dtype is not dtype:
+        return False
+    if d is not None and d.dtype is not dtype:
+        return False
+    if _is_compiling():  # the compiler sees through torch.func; its test is not traceable
+        return True
+    return not (
+        _is_wrapped(a) or _is_wrapped(b) or _is_wrapped(c) or (d is not None and _is_wrapped(d))
+    )
+
+
+def _one_pass(x, loc, spread) -> bool:
+    """Whether the one-reduction form applies: small, or compiled (and plain)."""
+    return (x.numel() <= SMALL or _is_compiling()) and _plain(x, loc, spread)
+
+
+def _streamable(x, *params) -> bool:
+    """One distribution per row, on the CPU, without autograd: the streamed form applies."""
+    if x.numel() < LARGE or x.dim() < 2 or not x.is_cpu or _is_compiling():
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
+        return False
+    return all(p.shape == x.shape and p.is_contiguous() for p in params) and x.is_contiguous()
+
+
+_CONSTANTS: dict = {}
+
+
+def _constant(value, like):
+    """A cached 0-d tensor holding `value` (a tensor-tensor op costs ~60% of a scalar one)."""
+    key = (value, like.dtype, like.device)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.clear()
+        with torch.inference_mode(False), torch.no_grad():
+            t = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return t
+
+
+def _one_reduction(z, log_scale):
+    """``-sum(z**2 / 2 + log s) - d/2 log 2 pi``: one addcmul, one sum, one subtraction."""
+    terms = torch.addcmul(log_scale, z, z, value=0.5).sum(-1)
+    c = -z.shape[-1] * HALF_LOG_2PI
+    if _is_compiling():
+        return c - terms  # fused by the compiler; a cached constant would be a guarded global
+    return torch.sub(_constant(c, z), terms)
+
+
+def _row_blocks(x, *params):
+    """The flat result to fill, and blocks of rows of `x` and `params` (all of one shape)."""
+    d = x.shape[-1]
+    flat = [t.reshape(-1, d) for t in (x, *params)]
+    n = flat[0].shape[0]
+    rows = max(1, BLOCK_VALUES // d)
+    blocks = [(slice(i, i + rows), [t[i : i + rows] for t in flat]) for i in range(0, n, rows)]
+    return torch.empty(n, dtype=x.dtype), blocks
+
+
+def _streamed(x, loc, inv_scale, log_z):
+    """``-sum(((x - loc) * inv_scale)**2) / 2 - log Z`` over blocks of rows (no autograd)."""
+    log_z = log_z.expand(x.shape[:-1]).reshape(-1)
+    out, blocks = _row_blocks(x, loc, inv_scale)
+    for rows, (xb, lb, ib) in blocks:
+        z = torch.sub(xb, lb)
+        z.mul_(ib)
+        torch.add(log_z[rows], z.square_().sum(-1), alpha=0.5, out=out[rows])
+    return out.neg_().reshape(x.shape[:-1])
+
+
+def _streamed_scale(x, loc, scale):
+    """`_one_reduction` over blocks of rows (no autograd)."""
+    out, blocks = _row_blocks(x, loc, scale)
+    for rows, (xb, lb, sb) in blocks:
+        z = torch.sub(xb, lb)
+        z.div_(sb)
+        torch.sum(torch.addcmul(sb.log(), z, z, value=0.5), -1, out=out[rows])
+    return torch.sub(_constant(-x.shape[-1] * HALF_LOG_2PI, x), out.reshape(x.shape[:-1]))
+
+
+@override(_kernels.log_prob, GAPS)
+def log_prob(x, loc, scale, *, xp):
+    """`diaggauss._kernels.log_prob`: one reduction when small or compiled, streamed when large."""
+    if _one_pass(x, loc, scale):
+        return _one_reduction((x - loc) / scale, scale.log())
+    if _plain(x, loc, scale) and _streamable(x, loc, scale):
+        return _streamed_scale(x, loc, scale)
+    return _kernels.log_prob.generic(x, loc, scale, xp=xp)
+
+
+@override(_kernels.log_prob_from_log_scale, GAPS)
+def log_prob_from_log_scale(x, loc, log_scale, *, xp):
+    """`diaggauss._kernels.log_prob_from_log_scale`: one reduction when small or compiled."""
+    if _one_pass(x, loc, log_scale):
+        return _one_reduction((x - loc) * torch.exp(-log_scale), log_scale)
+    return _kernels.log_prob_from_log_scale.generic(x, loc, log_scale, xp=xp)
+
+
+@override(_kernels.log_prob_from_inv_scale, GAPS)
+def log_prob_from_inv_scale(x, loc, inv_scale, log_normalizer, *, xp):
+    """`diaggauss._kernels.log_prob_from_inv_scale`; streamed over rows when large."""
+    if _plain(x, loc, inv_scale, log_normalizer) and _streamable(x, loc, inv_scale):
+        return _streamed(x, loc, inv_scale, log_normalizer)
+    return _kernels.log_prob_from_inv_scale.generic(x, loc, inv_scale, log_normalizer, xp=xp)
+
+
+@override(_validation.values_ok, GAPS)
+def values_ok(loc, param, domain, *, xp) -> bool:
+    """`diaggauss._validation.values_ok`, on Python floats for a few values on the CPU."""
+    if loc.numel() + param.numel() <= FEW_VALUES and loc.is_cpu and not _is_compiling():
+        return _validation.few_values_ok(loc.tolist(), param.tolist(), domain)
+    return _validation.values_ok.generic(loc, param, domain, xp=xp)
+
+
+@override(_pairwise.quadratic_product, GAPS)
+def quadratic_product(x, center, b_t, *, reach=False, chunk_rows=None, xp):
+    """`diaggauss._pairwise.quadratic_product` in blocks of rows, into a preallocated result.
+
+    On the CPU without autograd: the expanded rows of one block (allocated
+    once per call) are the only temporary. Elsewhere the generic product.
+    """
+    tensors = (x, center, b_t)
+    if (
+        _is_compiling()
+        or not x.is_cpu
+        or any(_is_wrapped(t) for t in tensors)
+        or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    ):
+        return _pairwise.quadratic_product.generic(
+            x, center, b_t, reach=reach, chunk_rows=chunk_rows, xp=xp
+        )
+    *lead, n, d = x.shape
+    width = 2 * d + 1
+    # the running maximum's d columns count against the block's memory too
+    rows = chunk_rows or max(1, CHUNK_ELEMENTS // (width + (d if reach else 0)))
+    out = torch.empty((*lead, n, b_t.shape[-1]), dtype=b_t.dtype)
+    block = torch.empty((*lead, min(rows, n), width), dtype=x.dtype)
+    block[..., 2 * d].fill_(1.0)
+    top = None
+    for i in range(0, n, rows):
+        j = min(i + rows, n)
+        buf = block[..., : j - i, :]
+        xc, sq = buf[..., d : 2 * d], buf[..., :d]
+        torch.sub(x[..., i:j, :], center, out=xc)
+        torch.mul(xc, xc, out=sq)
+        if reach:
+            # elementwise while the blocks stream, one reduction at the end
+            if top is None:
+                top = sq.clone()
+            else:
+                head = top[..., : j - i, :]
+                torch.maximum(head, sq, out=head)
+        target = out[..., i:j, :]
+        if target.is_contiguous():
+            torch.matmul(buf, b_t, out=target)
+        else:
+            target.copy_(buf @ b_t)
+    return out, (top.amax(dim=-2, keepdim=True) if reach else None)

@@ -1,0 +1,132 @@
+"""Turning what users pass into the arrays a distribution holds.
+
+The rule (design.md, "Validation and errors"): NumPy arrays, NumPy scalars
+and Python numbers or lists adopt the library, dtype and device of the other
+arrays; arrays of two different non-NumPy libraries raise a `TypeError`
+naming both. Only metadata is read here, never values, so it runs under any
+tracer.
+"""
+
+from __future__ import annotations
+
+from ._namespace import (
+    _namespace_of,
+    as_array,
+    describe,
+    device_of,
+    devices_differ,
+    get_namespace,
+    is_array,
+    library_name,
+)
+from ._shapes import broadcast_shapes, check_value_shape
+from ._spread import Parameters
+
+__all__ = ["as_value", "check_pair", "own_library", "prepare"]
+
+
+def prepare(loc, param, name, xp):
+    """`loc` and the spread parameter as arrays of `xp` whose last axes agree.
+
+    NumPy data and Python numbers adopt the dtype and device of the other
+    argument when it is an array of `xp`. Only metadata is read, never
+    values, so this runs under any tracer. Returns ``(loc, param, batch_shape)``.
+    """
+    if param is None:
+        raise TypeError(f"{name} is required; got None")
+    if loc is None:
+        raise TypeError("loc is required; got None")
+    loc_native = is_array(loc) and _namespace_of("loc", loc) is xp
+    param_native = is_array(param) and _namespace_of(name, param) is xp
+    if not loc_native:
+        loc = _adopt("loc", loc, param if param_native else None, xp)
+    if not param_native:
+        param = _adopt(name, param, loc, xp)
+    loc = as_array("loc", loc, xp)
+    param = as_array(name, param, xp)
+    if loc.ndim == 0:
+        raise ValueError(
+            "loc must have at least one dimension, the event axis of size d; got a 0-d "
+            "array. For a one-dimensional normal give loc of shape (..., 1)."
+        )
+    if devices_differ(loc, param):
+        raise ValueError(
+            f"loc is on device {device_of(loc)} but {name} is on device {device_of(param)}: "
+            f"the parameters of a distribution must live on one device"
+        )
+    lshape, pshape = tuple(loc.shape), tuple(param.shape)
+    if lshape == pshape:
+        return loc, param, lshape[:-1]
+    shape = broadcast_shapes(lshape, pshape, names=("loc", name))
+    d = shape[-1]
+    if lshape[-1] != d:
+        loc = xp.broadcast_to(loc, (*lshape[:-1], d))
+    if not pshape or pshape[-1] != d:
+        param = xp.broadcast_to(param, (*pshape[:-1], d))
+    return loc, param, shape[:-1]
+
+
+def _adopt(name, a, ref, xp):
+    """NumPy data or a Python number as an array of `xp`, with `ref`'s dtype and device."""
+    if ref is None:
+        return as_array(name, a, xp)
+    return as_array(name, a, xp, dtype=ref.dtype, device=device_of(ref))
+
+
+def own_library(cls, own, xp, loc, param, name):
+    """`own` for NumPy data given to a class bound to one library; else a `TypeError`."""
+    if library_name(xp) == "numpy":
+        return own
+    offender = ("loc", loc) if is_array(loc) and _namespace_of("loc", loc) is xp else (name, param)
+    raise TypeError(
+        f"{cls.__module__}.{cls.__qualname__} holds {library_name(own)} arrays; {offender[0]} "
+        f"is a {library_name(xp)} array ({describe(offender[1])}): use "
+        f"diaggauss.MultivariateNormalDiag for it, or convert it first"
+    )
+
+
+def as_value(dist, x, name="x"):
+    """`x` as an array of `dist`'s library and dtype, checked against its event and batch."""
+    loc = dist._loc
+    if dist._xp is None:
+        dist._ns()
+    if type(x) is type(loc) and x.dtype == loc.dtype and x.shape == loc.shape == dist._param.shape:
+        return x  # the per-step case: one point per distribution
+    xp = dist._xp
+    if not (is_array(x) and _namespace_of(name, x) is xp):
+        get_namespace(("loc", loc), (name, x))  # TypeError naming both libraries
+        x = as_array(name, x, xp, dtype=dist.dtype, device=dist.device)
+    else:
+        x = as_array(name, x, xp, dtype=dist.dtype)
+    shape = tuple(x.shape)
+    d = loc.shape[-1]
+    if shape[:-1] != dist.batch_shape or not shape or shape[-1] != d:
+        check_value_shape(name, shape, dist.batch_shape, d)
+    return x
+
+
+def check_pair(p, q, what):
+    """Check `q` against distribution `p` for `what`; return the broadcast batch shape."""
+    if not isinstance(q, Parameters):
+        raise TypeError(
+            f"{what} needs another MultivariateNormalDiag; got {describe(q)}" + _convert_hint(q)
+        )
+    p._ns()
+    q._ns()
+    get_namespace(("p.loc", p._loc), ("q.loc", q._loc))
+    if p._xp is not q._xp:
+        raise TypeError(
+            f"{what}: p holds {library_name(p._xp)} arrays and q holds "
+            f"{library_name(q._xp)} arrays; convert one (to_namespace) first"
+        )
+    dp, dq = p._loc.shape[-1], q._loc.shape[-1]
+    if dp != dq:
+        raise ValueError(f"{what}: event sizes differ, p has d={dp} and q has d={dq}")
+    return broadcast_shapes(p.batch_shape, q.batch_shape, names=("p.batch_shape", "q.batch_shape"))
+
+
+def _convert_hint(q) -> str:
+    module = type(q).__module__.split(".")[0]
+    if module in ("tensorflow_probability", "distrax", "numpyro", "torch", "scipy"):
+        return f" (convert it with MultivariateNormalDiag.from_distribution: a {module} object)"
+    return ""

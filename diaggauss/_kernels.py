@@ -1,0 +1,226 @@
+"""The kernels of one diagonal Gaussian: each formula once, in the array API standard.
+
+Every kernel is a pure function of arrays and the namespace ``xp``: it holds
+no state, tests no library, size or dtype, and computes in the working dtype
+(float32 for 16-bit inputs) before casting back. Shapes broadcast as in
+NumPy; the last axis is the event axis of size ``d``. Forms that take derived
+values (`log_prob_from_inv_scale`) serve callers that keep them between calls
+(the distribution object keeps ``1 / scale`` and ``log Z``).
+
+Adapters may replace a kernel for their library with a faster whole kernel
+of the same signature (`diaggauss._dispatch`).
+"""
+
+from __future__ import annotations
+
+from ._dispatch import overridable
+from ._dtypes import finish, working
+from ._namespace import HALF_LOG_2PI
+from ._special import log_ndtr_standard
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_from_log_scale",
+    "entropy",
+    "entropy_from_log_normalizer",
+    "kl_divergence",
+    "kl_divergence_from_log_scale",
+    "log_cdf",
+    "log_ndtr",
+    "log_normalizer",
+    "log_prob",
+    "log_prob_from_inv_scale",
+    "log_prob_from_log_scale",
+    "log_prob_of_noise",
+    "logsumexp",
+    "mahalanobis",
+    "reparameterize",
+    "wasserstein2",
+]
+
+
+@overridable
+def log_normalizer(log_scale, *, xp):
+    """``log Z = sum(log scale) + d/2 log(2 pi)``: minus the log density at the mode."""
+    dtype, log_scale = working(xp, log_scale)
+    return finish(xp.sum(log_scale, axis=-1) + log_scale.shape[-1] * HALF_LOG_2PI, dtype, xp)
+
+
+@overridable
+def log_prob(x, loc, scale, *, xp):
+    """``log N(x | loc, diag(scale**2)) = -0.5 * sum(((x - loc) / scale)**2) - log Z``."""
+    dtype, x, loc, scale = working(xp, x, loc, scale)
+    z = (x - loc) / scale
+    return finish(-0.5 * xp.sum(z * z, axis=-1) - log_normalizer(xp.log(scale), xp=xp), dtype, xp)
+
+
+@overridable
+def log_prob_from_log_scale(x, loc, log_scale, *, xp):
+    """`log_prob` from the log-scale, used as is (never ``log(exp(log_scale))``)."""
+    dtype, x, loc, log_scale = working(xp, x, loc, log_scale)
+    log_z = log_normalizer(log_scale, xp=xp)
+    return finish(log_prob_from_inv_scale(x, loc, xp.exp(-log_scale), log_z, xp=xp), dtype, xp)
+
+
+@overridable
+def log_prob_from_inv_scale(x, loc, inv_scale, log_normalizer, *, xp):
+    """`log_prob` from ``1 / scale`` and ``log Z``: ``-sum(((x - loc) * inv_scale)**2)/2 - log Z``.
+
+    The form for callers that keep both (the distribution object).
+    """
+    dtype, x, loc, inv_scale, log_z = working(xp, x, loc, inv_scale, log_normalizer)
+    z = (x - loc) * inv_scale
+    return finish(-0.5 * xp.sum(z * z, axis=-1) - log_z, dtype, xp)
+
+
+@overridable
+def log_prob_of_noise(eps, log_normalizer, *, xp):
+    """Log density of ``loc + scale * eps`` from the standard normal noise `eps` itself.
+
+    ``-0.5 * sum(eps**2) - log Z``: no subtraction or division, so cheaper and
+    more accurate than `log_prob` of the sample.
+    """
+    dtype, eps, log_z = working(xp, eps, log_normalizer)
+    return finish(-0.5 * xp.sum(eps * eps, axis=-1) - log_z, dtype, xp)
+
+
+@overridable
+def mahalanobis(x, loc, scale, *, xp):
+    """The Mahalanobis distance ``sqrt(sum(((x - loc) / scale)**2))`` (not squared).
+
+    Scaled by the largest coordinate before squaring, so it is finite
+    wherever the distance is representable (1e20 in float32).
+    """
+    dtype, x, loc, scale = working(xp, x, loc, scale)
+    return finish(_norm((x - loc) / scale, xp), dtype, xp)
+
+
+def _norm(v, xp, w=None):
+    """``sqrt(sum(v**2) + sum(w**2))`` over the last axis, without overflow or underflow.
+
+    The squares are taken of values divided by the largest magnitude, so the
+    result is finite and exact to rounding wherever it is representable.
+    """
+    m = xp.max(xp.abs(v), axis=-1)
+    if w is not None:
+        m = xp.maximum(m, xp.max(xp.abs(w), axis=-1))
+    safe = xp.where((m > 0) & (m < float("inf")), m, xp.ones_like(m))[..., None]
+    r = v / safe
+    total = xp.sum(r * r, axis=-1)
+    if w is not None:
+        r = w / safe
+        total = total + xp.sum(r * r, axis=-1)
+    return xp.sqrt(total) * safe[..., 0]
+
+
+@overridable
+def log_ndtr(x, *, xp):
+    """``log(Phi(x))``, the log of the standard normal CDF, accurate far in both tails."""
+    dtype, x = working(xp, x)
+    return finish(log_ndtr_standard(x, xp), dtype, xp)
+
+
+@overridable
+def log_cdf(x, loc, scale, *, xp):
+    """``log P(X <= x) = sum(log Phi((x - loc) / scale))`` over the event axis."""
+    dtype, x, loc, scale = working(xp, x, loc, scale)
+    return finish(xp.sum(log_ndtr((x - loc) / scale, xp=xp), axis=-1), dtype, xp)
+
+
+@overridable
+def entropy(scale, *, xp):
+    """Differential entropy of ``N(., diag(scale**2))``: ``sum(log s) + d/2 (1 + log 2 pi)``."""
+    dtype, scale = working(xp, scale)
+    log_z = log_normalizer(xp.log(scale), xp=xp)
+    return finish(entropy_from_log_normalizer(log_z, scale.shape[-1]), dtype, xp)
+
+
+def entropy_from_log_normalizer(log_normalizer, d):
+    """Differential entropy ``log Z + d/2 = sum(log scale) + d/2 (1 + log 2 pi)``."""
+    return log_normalizer + 0.5 * d
+
+
+@overridable
+def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_scale_q=None, xp):
+    """``KL(p || q)`` from log-scales, finite where the variances under- or overflow.
+
+    Per coordinate, with ``t = 2 (log s_p - log s_q)`` and
+    ``u = (m_p - m_q) / s_q``: ``((exp(t) - 1 - t) + u**2) / 2``; ``expm1``
+    keeps the first term exact for nearly equal scales.
+    """
+    dtype, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q = working(
+        xp, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q
+    )
+    if inv_scale_q is None:
+        inv_scale_q = xp.exp(-log_scale_q)
+    t = 2.0 * (log_scale_p - log_scale_q)
+    u = (loc_p - loc_q) * inv_scale_q
+    return finish(0.5 * xp.sum((xp.expm1(t) - t) + u * u, axis=-1), dtype, xp)
+
+
+@overridable
+def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
+    """``KL(p || q)`` of ``N(loc_p, diag(scale_p**2))`` and ``N(loc_q, diag(scale_q**2))``."""
+    dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
+    out = kl_divergence_from_log_scale(
+        loc_p, xp.log(scale_p), loc_q, xp.log(scale_q), inv_scale_q=1.0 / scale_q, xp=xp
+    )
+    return finish(out, dtype, xp)
+
+
+@overridable
+def cross_entropy_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_scale_q=None, xp):
+    """Cross-entropy ``H(p, q) = -E_p[log q(X)]`` from log-scales.
+
+    Per coordinate: ``log s_q + (exp(t) + u**2) / 2 + log(2 pi) / 2`` with
+    ``t = 2 (log s_p - log s_q)`` and ``u = (m_p - m_q) / s_q``.
+    """
+    dtype, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q = working(
+        xp, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q
+    )
+    if inv_scale_q is None:
+        inv_scale_q = xp.exp(-log_scale_q)
+    t = 2.0 * (log_scale_p - log_scale_q)
+    u = (loc_p - loc_q) * inv_scale_q
+    per = log_scale_q + 0.5 * (xp.exp(t) + u * u) + HALF_LOG_2PI
+    return finish(xp.sum(per, axis=-1), dtype, xp)
+
+
+@overridable
+def cross_entropy(loc_p, scale_p, loc_q, scale_q, *, xp):
+    """Cross-entropy ``H(p, q)`` of two diagonal Gaussians given by their scales."""
+    dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
+    out = cross_entropy_from_log_scale(
+        loc_p, xp.log(scale_p), loc_q, xp.log(scale_q), inv_scale_q=1.0 / scale_q, xp=xp
+    )
+    return finish(out, dtype, xp)
+
+
+@overridable
+def wasserstein2(loc_p, scale_p, loc_q, scale_q, *, xp):
+    """The 2-Wasserstein distance (not squared): ``sqrt(|m_p - m_q|**2 + |s_p - s_q|**2)``.
+
+    A scaled norm, so it neither overflows nor underflows where the distance
+    is representable.
+    """
+    dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
+    return finish(_norm(loc_p - loc_q, xp, scale_p - scale_q), dtype, xp)
+
+
+@overridable
+def reparameterize(loc, scale, eps, *, xp):
+    """``loc + scale * eps``: a sample from standard normal noise `eps`."""
+    return loc + scale * eps
+
+
+def logsumexp(a, axis, xp):
+    """``log(sum(exp(a), axis))``, stable, ``-inf`` where every term is ``-inf``."""
+    m = xp.max(a, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+    return xp.squeeze(out, axis=axis)
+
+
+def log_softmax(a, axis, xp):
+    """``a - logsumexp(a)`` along `axis`."""
+    return a - xp.expand_dims(logsumexp(a, axis, xp), axis=axis)
