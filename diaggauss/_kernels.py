@@ -148,23 +148,33 @@ def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
     ``u = (m_p - m_q) / s_q``: ``((exp(t) - 1 - t) + u**2) / 2``; ``expm1``
     keeps the first term exact for nearly equal scales.
     """
+    dtype, t, u, _ = _pair_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp)
+    return finish(0.5 * xp.sum((xp.expm1(t) - t) + u * u, axis=-1), dtype, xp)
+
+
+def _pair_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp):
+    """``t = 2 (log s_p - log s_q)`` and ``u = (m_p - m_q) / s_q`` in the working dtype.
+
+    Returns ``(dtype, t, u, log_scale_q)`` with the dtype results should have.
+    """
     dtype, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q = working(
         xp, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q
     )
     if inv_scale_q is None:
         inv_scale_q = xp.exp(-log_scale_q)
-    t = 2.0 * (log_scale_p - log_scale_q)
-    u = (loc_p - loc_q) * inv_scale_q
-    return finish(0.5 * xp.sum((xp.expm1(t) - t) + u * u, axis=-1), dtype, xp)
+    return dtype, 2.0 * (log_scale_p - log_scale_q), (loc_p - loc_q) * inv_scale_q, log_scale_q
 
 
 @overridable
 def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
     """``KL(p || q)`` of ``N(loc_p, diag(scale_p**2))`` and ``N(loc_q, diag(scale_q**2))``."""
+    return _from_scales(kl_divergence_from_log_scale, loc_p, scale_p, loc_q, scale_q, xp)
+
+
+def _from_scales(kernel, loc_p, scale_p, loc_q, scale_q, xp):
+    """A two-distribution `kernel` of log-scales, applied to scales (in the working dtype)."""
     dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
-    out = kl_divergence_from_log_scale(
-        loc_p, xp.log(scale_p), loc_q, xp.log(scale_q), inv_scale_q=1.0 / scale_q, xp=xp
-    )
+    out = kernel(loc_p, xp.log(scale_p), loc_q, xp.log(scale_q), inv_scale_q=1.0 / scale_q, xp=xp)
     return finish(out, dtype, xp)
 
 
@@ -175,13 +185,7 @@ def cross_entropy_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
     Per coordinate: ``log s_q + (exp(t) + u**2) / 2 + log(2 pi) / 2`` with
     ``t = 2 (log s_p - log s_q)`` and ``u = (m_p - m_q) / s_q``.
     """
-    dtype, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q = working(
-        xp, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q
-    )
-    if inv_scale_q is None:
-        inv_scale_q = xp.exp(-log_scale_q)
-    t = 2.0 * (log_scale_p - log_scale_q)
-    u = (loc_p - loc_q) * inv_scale_q
+    dtype, t, u, log_scale_q = _pair_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp)
     per = log_scale_q + 0.5 * (xp.exp(t) + u * u) + HALF_LOG_2PI
     return finish(xp.sum(per, axis=-1), dtype, xp)
 
@@ -189,11 +193,7 @@ def cross_entropy_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
 @overridable
 def cross_entropy(loc_p, scale_p, loc_q, scale_q, *, xp):
     """Cross-entropy ``H(p, q)`` of two diagonal Gaussians given by their scales."""
-    dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
-    out = cross_entropy_from_log_scale(
-        loc_p, xp.log(scale_p), loc_q, xp.log(scale_q), inv_scale_q=1.0 / scale_q, xp=xp
-    )
-    return finish(out, dtype, xp)
+    return _from_scales(cross_entropy_from_log_scale, loc_p, scale_p, loc_q, scale_q, xp)
 
 
 @overridable

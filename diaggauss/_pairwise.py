@@ -84,7 +84,8 @@ def _components(loc, scale, xp, validate_args, what):
 def _given(dist):
     """``(loc, spread, parameterisation)`` of `dist`, broadcast to its full shape."""
     par = PARAMETERISATIONS[dist.parameterization]
-    return dist.loc, getattr(dist, par.name), par
+    given = dist.parameters
+    return given["loc"], given[par.name], par
 
 
 def _points(x, comps, name="x"):

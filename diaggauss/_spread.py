@@ -71,6 +71,19 @@ class Parameters:
         """The batch's shape, ``broadcast(loc.shape[:-1], scale.shape[:-1])``."""
         return self._batch_tuple()
 
+    @property
+    def parameters(self) -> dict:
+        """``{"loc": loc, <parameterization>: the spread as given}``, broadcast to the full shape.
+
+        Examples
+        --------
+        >>> import numpy as np, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag.from_variance(np.zeros(2), np.array([4.0, 9.0]))
+        >>> sorted(d.parameters)
+        ['loc', 'variance']
+        """
+        return {"loc": self.loc, self._par.name: self._full(self._param)}
+
     def _batch_tuple(self) -> tuple:
         batch = self._batch
         if type(batch) is not tuple:

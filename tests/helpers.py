@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 
 
@@ -70,3 +76,17 @@ def assert_close(actual, expected, *, xp, dtype=None, rtol=None, atol=0.0, shape
     if rtol is None:
         rtol = TOLERANCES[dtype_str(actual.dtype)]
     np.testing.assert_allclose(to_numpy(actual).astype(np.float64), expected, rtol=rtol, atol=atol)
+
+
+def run_python(code, *, timeout=600, **env):
+    """Run `code` in a fresh interpreter (from the tests folder); return its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(pathlib.Path(__file__).parent),
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout

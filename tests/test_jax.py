@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import pathlib
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
+from helpers import run_python
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -20,7 +15,6 @@ from diaggauss.backends import jax as jax_backend  # noqa: E402
 
 MVN = dg.MultivariateNormalDiag
 stats = pytest.importorskip("scipy.stats")
-TESTS = pathlib.Path(__file__).parent
 
 
 def _params():
@@ -131,16 +125,7 @@ def test_same_key_same_noise_as_jax_random(dist):
 
 
 def _run(code, **env):
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=str(TESTS),
-        env={**os.environ, **env},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return run_python(code, timeout=300, **env)
 
 
 @pytest.mark.subprocess

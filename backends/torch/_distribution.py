@@ -23,14 +23,47 @@ from torch.distributions import (
 )
 
 import diaggauss as dg
-from diaggauss._params import SCALE
+from diaggauss._params import PARAMETERISATIONS, SCALE
 
-__all__ = ["MultivariateNormalDiag"]
+__all__ = ["MultivariateNormalDiag", "TorchProtocol"]
 
-_POSITIVE_VECTOR = constraints.independent(constraints.positive, 1)
+_CONSTRAINTS = {
+    "positive": constraints.independent(constraints.positive, 1),
+    "real": constraints.real_vector,
+}
 
 
-class MultivariateNormalDiag(dg.MultivariateNormalDiag, Distribution):
+class TorchProtocol:
+    """What torch's protocol adds to both torch classes: ``torch.Size`` shapes, its default.
+
+    ``_batch_shape`` and ``_event_shape`` are set where the neutral class sets
+    its fields; values keep torch's argument name, ``value``.
+    """
+
+    @classmethod
+    def _default_validate_args(cls) -> bool:
+        return Distribution._validate_args
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """The batch's shape."""
+        return self._batch_shape
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """``(d,)``."""
+        return self._event_shape
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """Log density at `value` of shape ``(*sample, *batch, d)``: ``(*sample, *batch)``."""
+        return super().log_prob(value)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        """The joint CDF ``P(X <= value)``."""
+        return super().cdf(value)
+
+
+class MultivariateNormalDiag(TorchProtocol, dg.MultivariateNormalDiag, Distribution):
     r"""A batch of multivariate normals with diagonal covariance, as a torch Distribution.
 
     ``N(loc, diag(scale**2))`` over the last axis: ``batch_shape =
@@ -66,12 +99,10 @@ class MultivariateNormalDiag(dg.MultivariateNormalDiag, Distribution):
     torch.Size([5])
     """
 
+    #: Every parameter the constructors accept, as MultivariateNormal lists all of its own.
     arg_constraints = {  # noqa: RUF012  (torch's class-level contract)
         "loc": constraints.real_vector,
-        "scale": _POSITIVE_VECTOR,
-        "log_scale": constraints.real_vector,
-        "variance": _POSITIVE_VECTOR,
-        "precision": _POSITIVE_VECTOR,
+        **{p.name: _CONSTRAINTS[p.domain] for p in PARAMETERISATIONS.values()},
     }
     support = constraints.real_vector
     has_rsample = True
@@ -82,10 +113,6 @@ class MultivariateNormalDiag(dg.MultivariateNormalDiag, Distribution):
     # -- the neutral class's hooks ------------------------------------------------------
 
     _own_namespace = _XP
-
-    @classmethod
-    def _default_validate_args(cls) -> bool:
-        return Distribution._validate_args
 
     def _init_parts(self, loc, param, par, validate_args, xp=None, batch=None):
         # torch resolves the default when a distribution is built, and its own
@@ -98,25 +125,7 @@ class MultivariateNormalDiag(dg.MultivariateNormalDiag, Distribution):
         self._batch_shape = batch if type(batch) is torch.Size else torch.Size(batch)
         self._event_shape = loc.shape[-1:]
 
-    @property
-    def batch_shape(self) -> torch.Size:
-        """The batch's shape, ``broadcast(loc.shape[:-1], scale.shape[:-1])``."""
-        return self._batch_shape
-
-    @property
-    def event_shape(self) -> torch.Size:
-        """``(d,)``."""
-        return self._event_shape
-
     # -- torch's names for the values --------------------------------------------------
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        """Log density at `value` of shape ``(*sample, *batch, d)``: ``(*sample, *batch)``."""
-        return super().log_prob(value)
-
-    def cdf(self, value: Tensor) -> Tensor:
-        """The joint CDF ``P(X <= value)``."""
-        return super().cdf(value)
 
     def log_cdf(self, value: Tensor) -> Tensor:
         """Log of the joint CDF ``P(X <= value)``, accurate far in the tails."""

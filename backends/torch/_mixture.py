@@ -9,12 +9,12 @@ from torch.distributions import Distribution, constraints
 import diaggauss as dg
 from diaggauss._params import SCALE
 
-from ._distribution import MultivariateNormalDiag
+from ._distribution import MultivariateNormalDiag, TorchProtocol
 
 __all__ = ["MixtureDiag"]
 
 
-class MixtureDiag(dg.MixtureDiag, Distribution):
+class MixtureDiag(TorchProtocol, dg.MixtureDiag, Distribution):
     r"""A mixture of K diagonal Gaussians as a ``torch.distributions.Distribution``.
 
     The torch counterpart of `diaggauss.MixtureDiag` (like ``MixtureSameFamily``
@@ -52,10 +52,6 @@ class MixtureDiag(dg.MixtureDiag, Distribution):
     def __init__(self, logits, loc, scale, validate_args=None):
         self._setup(logits, loc, scale, SCALE, validate_args)
 
-    @classmethod
-    def _default_validate_args(cls) -> bool:
-        return Distribution._validate_args
-
     def _finish(self):
         self._batch_shape = torch.Size(dg.MixtureDiag._batch_tuple(self))
         self._event_shape = torch.Size(self._components.event_shape)
@@ -66,24 +62,6 @@ class MixtureDiag(dg.MixtureDiag, Distribution):
         c = mixture.components
         comps = MultivariateNormalDiag._from_parts(c._loc, c._param, c._par, validate_args)
         return cls._from_parts(mixture.logits, comps, validate_args)
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        """``broadcast(logits.shape[:-1], components.batch_shape[:-1])``."""
-        return self._batch_shape
-
-    @property
-    def event_shape(self) -> torch.Size:
-        """``(d,)``."""
-        return self._event_shape
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        """Log density at `value` of shape ``(*sample, *batch, d)``."""
-        return super().log_prob(value)
-
-    def cdf(self, value: Tensor) -> Tensor:
-        """``P(X <= value)``."""
-        return super().cdf(value)
 
     def sample(self, sample_shape=torch.Size(), generator=None) -> Tensor:  # noqa: B008
         """Samples (not reparameterised: a component is a discrete draw)."""

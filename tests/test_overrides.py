@@ -1,0 +1,313 @@
+"""Every whole-kernel override against the generic kernel it replaces (design.md, Layers 6).
+
+For each override an adapter registers: the same values as the generic
+kernel on both sides of each of its size thresholds, bit-identical results on
+repeated calls, the same gradients (torch autograd, ``jax.grad``), and the
+same values compiled (``torch.compile(fullgraph=True)``, ``jax.jit``). A new
+override without a case here fails `test_every_override_has_a_case`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from diaggauss import _dispatch
+from diaggauss._gaps import gaps_for
+
+RTOL = {"float32": 2e-5, "float64": 1e-12}
+
+
+def _rows_around(threshold, d):
+    """Row counts whose (rows, d) size sits just below, at and above `threshold` elements."""
+    rows = threshold // d
+    return sorted({max(1, rows - 1), rows, rows + 1})
+
+
+def _density_args(kernel, rows, d, rng, lead=()):
+    x = rng.normal(size=(*lead, rows, d))
+    loc = rng.normal(size=(rows, d))
+    scale = rng.uniform(0.5, 2.0, size=(rows, d))
+    if kernel == "log_prob":
+        return (x, loc, scale)
+    if kernel == "log_prob_from_log_scale":
+        return (x, loc, np.log(scale))
+    log_z = np.log(scale).sum(-1) + d * 0.5 * math.log(2 * math.pi)
+    return (x, loc, 1 / scale, log_z)
+
+
+def _torch_cases():
+    from diaggauss.backends.torch import _overrides as o
+
+    cases = []
+    for kernel in ("log_prob", "log_prob_from_log_scale", "log_prob_from_inv_scale"):
+        sizes = [(r, 64) for r in _rows_around(o.SMALL, 64)]
+        sizes += [(r, 64) for r in _rows_around(o.LARGE, 64)]
+        sizes += [(o.BLOCK_VALUES // 64 * 2 + 5, 64), (3, 2), (1, 2)]
+        cases += [(kernel, s, ()) for s in sizes]
+        cases.append((kernel, (64, 16), (3,)))  # a sample axis: not one row per distribution
+    return cases
+
+
+def _to(lib, a, dtype):
+    if lib == "torch":
+        import torch
+
+        return torch.tensor(a, dtype=getattr(torch, dtype))
+    if lib == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(a, dtype=dtype)
+    return np.asarray(a, dtype=dtype)
+
+
+def _namespace(lib):
+    import array_api_compat
+
+    return array_api_compat.array_namespace(_to(lib, np.zeros(1), "float64"))
+
+
+def _close(a, b, dtype):
+    np.testing.assert_allclose(_np(a), _np(b), rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+def _np(a):
+    if hasattr(a, "detach"):
+        return a.detach().double().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+COVERED = {
+    "numpy": {"values_ok", "quadratic_product"},
+    "torch": {
+        "log_prob",
+        "log_prob_from_log_scale",
+        "log_prob_from_inv_scale",
+        "values_ok",
+        "quadratic_product",
+    },
+    "jax": {"log_prob", "log_prob_from_log_scale", "em_step"},
+}
+
+
+@pytest.mark.parametrize("lib", sorted(COVERED))
+def test_every_override_has_a_case(lib):
+    pytest.importorskip(lib)
+    assert set(gaps_for(_namespace(lib)).overrides) == COVERED[lib]
+
+
+# -- log densities (torch, JAX) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("kernel", "shape", "lead"), _torch_cases())
+def test_torch_log_density_overrides(kernel, shape, lead, dtype):
+    torch = pytest.importorskip("torch")
+    xp = _namespace("torch")
+    fn = _dispatch.KERNELS[kernel].generic
+    override = gaps_for(xp).overrides[kernel]
+    rng = np.random.default_rng(hash((kernel, shape, lead)) % 2**32)
+    args = [_to("torch", a, dtype) for a in _density_args(kernel, *shape, rng, lead)]
+    want = fn(*args, xp=xp)
+    got = override(*args, xp=xp)
+    _close(got, want, dtype)
+    assert torch.equal(got, override(*args, xp=xp))  # bit for bit on a repeated call
+    with torch.no_grad():  # the streamed form's own condition
+        assert torch.equal(override(*args, xp=xp), got)
+    # autograd: the same gradients with respect to every input
+    leaves = [a.clone().requires_grad_() for a in args]
+    g_got = torch.autograd.grad(override(*leaves, xp=xp).sum(), leaves)
+    g_want = torch.autograd.grad(fn(*leaves, xp=xp).sum(), leaves)
+    for a, b in zip(g_got, g_want, strict=True):
+        _close(a, b, dtype)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kernel", ["log_prob", "log_prob_from_log_scale", "log_prob_from_inv_scale"]
+)
+@pytest.mark.parametrize("shape", [(8, 16), (4096, 64)])
+def test_torch_log_density_overrides_compiled(kernel, shape):
+    """Compiled with fullgraph (the overrides' compile branch), forward and backward."""
+    torch = pytest.importorskip("torch")
+    xp = _namespace("torch")
+    dispatch = _dispatch.KERNELS[kernel]
+    rng = np.random.default_rng(7)
+    args = [_to("torch", a, "float64") for a in _density_args(kernel, *shape, rng)]
+    torch._dynamo.reset()  # one lambda serves every parameter: reset its recompile count
+    compiled = torch.compile(lambda *a: dispatch(*a, xp=xp), fullgraph=True, dynamic=False)
+    want = dispatch.generic(*args, xp=xp)
+    _close(compiled(*args), want, "float64")
+    assert torch.equal(compiled(*args), compiled(*args))
+    leaves = [a.clone().requires_grad_() for a in args]
+    g_got = torch.autograd.grad(compiled(*leaves).sum(), leaves)
+    g_want = torch.autograd.grad(dispatch.generic(*leaves, xp=xp).sum(), leaves)
+    for a, b in zip(g_got, g_want, strict=True):
+        _close(a, b, "float64")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel", ["log_prob", "log_prob_from_log_scale"])
+@pytest.mark.parametrize("shape", [(1, 2), (64, 16), (4096, 64)])
+def test_jax_log_density_overrides(kernel, shape, dtype):
+    jax = pytest.importorskip("jax")
+    xp = _namespace("jax")
+    dispatch = _dispatch.KERNELS[kernel]
+    override = gaps_for(xp).overrides[kernel]
+    rng = np.random.default_rng(3)
+    args = [_to("jax", a, dtype) for a in _density_args(kernel, *shape, rng)]
+    want = dispatch.generic(*args, xp=xp)
+    _close(override(*args, xp=xp), want, dtype)
+    jitted = jax.jit(lambda *a: dispatch(*a, xp=xp))
+    _close(jitted(*args), want, dtype)
+    np.testing.assert_array_equal(np.asarray(jitted(*args)), np.asarray(jitted(*args)))
+    np.testing.assert_array_equal(
+        np.asarray(override(*args, xp=xp)), np.asarray(override(*args, xp=xp))
+    )
+    g_got = jax.grad(lambda *a: override(*a, xp=xp).sum(), argnums=(0, 1, 2))(*args)
+    g_want = jax.grad(lambda *a: dispatch.generic(*a, xp=xp).sum(), argnums=(0, 1, 2))(*args)
+    for a, b in zip(g_got, g_want, strict=True):
+        _close(a, b, dtype)
+
+
+def test_jax_em_step_override():
+    jax = pytest.importorskip("jax")
+    from diaggauss import _em
+
+    xp = _namespace("jax")
+    rng = np.random.default_rng(4)
+    x = _to(
+        "jax", np.concatenate([rng.normal(-3, 1, (300, 3)), rng.normal(3, 1, (300, 3))]), "float64"
+    )
+    w = _to("jax", np.ones(600), "float64")
+    logits = _to("jax", np.log([0.4, 0.6]), "float64")
+    loc = _to("jax", [[-1.0, 0, 0], [1.0, 0, 0]], "float64")
+    var = _to("jax", np.ones((2, 3)), "float64")
+    got = gaps_for(xp).overrides["em_step"](x, w, logits, loc, var, 1e-6, xp=xp)
+    want = _em.em_step.generic(x, w, logits, loc, var, 1e-6, xp=xp)
+    for a, b in zip(got, want, strict=True):
+        _close(a, b, "float64")
+    again = gaps_for(xp).overrides["em_step"](x, w, logits, loc, var, 1e-6, xp=xp)
+    for a, b in zip(got, again, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    del jax
+
+
+# -- validation (NumPy, torch) -------------------------------------------------------------
+
+
+def _validation_cases(few):
+    rng = np.random.default_rng(5)
+    out = []
+    for n in (few // 2 - 1, few // 2, few // 2 + 1, 3 * few):
+        loc = rng.normal(size=n)
+        param = rng.uniform(0.5, 2, size=n)
+        out.append(("valid", loc, param))
+        for what, where, value in (
+            ("nan loc", "loc", math.nan),
+            ("inf loc", "loc", -math.inf),
+            ("nan param", "param", math.nan),
+            ("inf param", "param", math.inf),
+            ("zero param", "param", 0.0),
+            ("negative param", "param", -1.0),
+            ("huge loc", "loc", 1.7e308),
+        ):
+            bad_loc, bad_param = loc.copy(), param.copy()
+            (bad_loc if where == "loc" else bad_param)[n // 2] = value
+            if what == "huge loc":
+                bad_loc[:] = 1.7e308  # the sums overflow; the values are valid
+            out.append((what, bad_loc, bad_param))
+    return out
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_values_ok_override(lib):
+    pytest.importorskip(lib)
+    module = __import__(f"diaggauss.backends.{lib}._overrides", fromlist=["FEW_VALUES"])
+    xp = _namespace(lib)
+    override = gaps_for(xp).overrides["values_ok"]
+    from diaggauss import _validation
+
+    for what, loc, param in _validation_cases(module.FEW_VALUES):
+        for domain in ("positive", "real"):
+            a, b = _to(lib, loc, "float64"), _to(lib, param, "float64")
+            want = _validation.values_ok.generic(a, b, domain, xp=xp)
+            assert override(a, b, domain, xp=xp) is want, (what, domain, loc.size)
+            expected = bool(np.all(np.isfinite(loc)) and np.all(np.isfinite(param)))
+            if domain == "positive":
+                expected = expected and bool(np.all(param > 0))
+            assert want is expected, (what, domain)
+
+
+# -- the pairwise product (NumPy, torch) -----------------------------------------------------
+
+
+def _product_reference(x, center, b_t):
+    xc = x - center
+    rows = np.concatenate([xc * xc, xc, np.ones((*xc.shape[:-1], 1))], axis=-1)
+    return rows @ b_t, (xc * xc).max(axis=-2, keepdims=True)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("reach", [False, True])
+def test_quadratic_product_override(lib, dtype, reach):
+    pytest.importorskip(lib)
+    module = __import__(f"diaggauss.backends.{lib}._overrides", fromlist=["CHUNK_ELEMENTS"])
+    xp = _namespace(lib)
+    override = gaps_for(xp).overrides["quadratic_product"]
+    from diaggauss import _pairwise
+
+    d, k = 8, 5
+    width = 2 * d + 1 + (d if reach else 0)
+    rows = module.CHUNK_ELEMENTS // width
+    rng = np.random.default_rng(6)
+    for n, lead, chunk in (
+        (rows - 1, (), None),
+        (rows, (), None),
+        (2 * rows + 3, (), None),
+        (10, (2,), 3),
+        (7, (), 7),
+        (1, (), None),
+    ):
+        xn = rng.normal(size=(*lead, n, d)) + 100.0
+        cn = xn.mean(axis=-2, keepdims=True)
+        bn = rng.normal(size=(*lead, 2 * d + 1, k))
+        x, c, b = (_to(lib, a, dtype) for a in (xn, cn, bn))
+        want = _pairwise.quadratic_product.generic(x, c, b, reach=reach, chunk_rows=chunk, xp=xp)
+        got = override(x, c, b, reach=reach, chunk_rows=chunk, xp=xp)
+        ref, ref_reach = _product_reference(xn, cn, bn)
+        tol = 1e-4 if dtype == "float32" else 1e-10
+        np.testing.assert_allclose(_np(got[0]), ref, rtol=tol, atol=tol * np.abs(ref).max())
+        np.testing.assert_allclose(
+            _np(got[0]), _np(want[0]), rtol=tol, atol=tol * np.abs(ref).max()
+        )
+        if reach:
+            np.testing.assert_allclose(_np(got[1]), ref_reach, rtol=tol)
+            np.testing.assert_array_equal(_np(got[1]), _np(want[1]))
+        else:
+            assert got[1] is None
+        again = override(x, c, b, reach=reach, chunk_rows=chunk, xp=xp)
+        np.testing.assert_array_equal(_np(again[0]), _np(got[0]))
+
+
+def test_torch_quadratic_product_with_autograd_is_generic():
+    torch = pytest.importorskip("torch")
+    xp = _namespace("torch")
+    from diaggauss import _pairwise
+
+    override = gaps_for(xp).overrides["quadratic_product"]
+    rng = np.random.default_rng(8)
+    x = torch.tensor(rng.normal(size=(50, 4)), requires_grad=True)
+    c = torch.tensor(rng.normal(size=(1, 4)))
+    b = torch.tensor(rng.normal(size=(9, 3)), requires_grad=True)
+    out, _ = override(x, c, b, xp=xp)
+    (gx, gb) = torch.autograd.grad(out.sum(), (x, b))
+    out2, _ = _pairwise.quadratic_product.generic(x, c, b, xp=xp)
+    (hx, hb) = torch.autograd.grad(out2.sum(), (x, b))
+    torch.testing.assert_close(gx, hx)
+    torch.testing.assert_close(gb, hb)
