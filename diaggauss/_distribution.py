@@ -336,19 +336,21 @@ class MultivariateNormalDiag(Parameters):
         return self._log_prob(self._value(x))
 
     def _log_prob(self, x):
-        xp = self._xp
+        xp, par, loc = self._xp, self._par, self._loc
         dtype = x.dtype
-        if not (dtype == self._loc.dtype == self._param.dtype):
+        if not (dtype == loc.dtype == self._param.dtype):
             dtype = self._result_dtype(x)
-        cache = self._cache_dict()
-        if cache is None and self._par in (SCALE, LOG_SCALE):
-            # Nothing kept between calls and the scale or its log at hand: one
-            # kernel from the parameter (deriving 1 / scale first would add a
-            # pass to every construct-and-evaluate step).
-            kernel = _kernels.log_prob if self._par is SCALE else _kernels.log_prob_from_log_scale
-            return self._to_batch(kernel(x, self._loc, self._param, xp=xp))
-        inv_scale, log_z = self._spreads("inv_scale", "log_normalizer", dtype=dtype)
-        out = _kernels.log_prob_from_inv_scale(x, self._loc, inv_scale, log_z, xp=xp)
+        if par in (SCALE, LOG_SCALE) and not self._keeps_values():
+            # Nothing may be kept and the scale or its log is at hand: one
+            # kernel from the parameter, which computes log Z as it likes.
+            kernel = _kernels.log_prob if par is SCALE else _kernels.log_prob_from_log_scale
+            return self._to_batch(kernel(x, loc, self._param, xp=xp))
+        if par is SCALE:  # divide by the scale itself: no pass to invert it
+            scale, log_z = self._spreads("scale", "log_normalizer", dtype=dtype)
+            out = _kernels.log_prob(x, loc, scale, log_normalizer=log_z, xp=xp)
+        else:
+            inv_scale, log_z = self._spreads("inv_scale", "log_normalizer", dtype=dtype)
+            out = _kernels.log_prob_from_inv_scale(x, loc, inv_scale, log_z, xp=xp)
         return self._to_batch(finish(out, dtype, xp))
 
     def prob(self, x):

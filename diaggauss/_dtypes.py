@@ -42,6 +42,13 @@ def working(xp, *arrays):
 
     Returns ``(dtype, *arrays)``; None entries stay None.
     """
+    dtype = arrays[0].dtype
+    for a in arrays:
+        if a is not None and a.dtype != dtype:
+            break
+    else:  # one dtype: nothing to promote
+        if _WORK_DTYPE.get((id(xp), dtype)) is dtype:
+            return (dtype, *arrays)
     dtype = result_dtype(xp, *arrays)
     wd = work_dtype(dtype, xp)
     return (dtype, *(a if a is None or a.dtype == wd else xp.astype(a, wd) for a in arrays))

@@ -28,6 +28,7 @@ __all__ = [
     "log_cdf",
     "log_ndtr",
     "log_normalizer",
+    "log_normalizer_from_scale",
     "log_prob",
     "log_prob_from_inv_scale",
     "log_prob_from_log_scale",
@@ -47,11 +48,23 @@ def log_normalizer(log_scale, *, xp):
 
 
 @overridable
-def log_prob(x, loc, scale, *, xp):
-    """``log N(x | loc, diag(scale**2)) = -0.5 * sum(((x - loc) / scale)**2) - log Z``."""
-    dtype, x, loc, scale = working(xp, x, loc, scale)
+def log_normalizer_from_scale(scale, *, xp):
+    """``log Z`` from the scale: ``sum(log scale) + d/2 log(2 pi)``."""
+    dtype, scale = working(xp, scale)
+    return finish(log_normalizer(xp.log(scale), xp=xp), dtype, xp)
+
+
+@overridable
+def log_prob(x, loc, scale, *, log_normalizer=None, xp):
+    """``log N(x | loc, diag(scale**2)) = -0.5 * sum(((x - loc) / scale)**2) - log Z``.
+
+    `log_normalizer` is ``log Z`` when the caller keeps it (see `log_normalizer`).
+    """
+    dtype, x, loc, scale, log_z = working(xp, x, loc, scale, log_normalizer)
+    if log_z is None:
+        log_z = log_normalizer_from_scale(scale, xp=xp)
     z = (x - loc) / scale
-    return finish(-0.5 * xp.sum(z * z, axis=-1) - log_normalizer(xp.log(scale), xp=xp), dtype, xp)
+    return finish(-0.5 * xp.sum(z * z, axis=-1) - log_z, dtype, xp)
 
 
 @overridable
@@ -131,7 +144,7 @@ def log_cdf(x, loc, scale, *, xp):
 def entropy(scale, *, xp):
     """Differential entropy of ``N(., diag(scale**2))``: ``sum(log s) + d/2 (1 + log 2 pi)``."""
     dtype, scale = working(xp, scale)
-    log_z = log_normalizer(xp.log(scale), xp=xp)
+    log_z = log_normalizer_from_scale(scale, xp=xp)
     return finish(entropy_from_log_normalizer(log_z, scale.shape[-1]), dtype, xp)
 
 

@@ -49,22 +49,22 @@ class Parameters:
     @property
     def scale(self):
         """The standard deviations, ``batch_shape + event_shape``."""
-        return self._full(self._as_dtype(self._spreads("scale")[0]))
+        return self._full(self._as_dtype(self._spreads("scale", fresh=True)[0]))
 
     @property
     def log_scale(self):
         """``log(scale)``: the parameter itself for `from_log_scale`, else derived."""
-        return self._full(self._as_dtype(self._spreads("log_scale")[0]))
+        return self._full(self._as_dtype(self._spreads("log_scale", fresh=True)[0]))
 
     @property
     def variance(self):
         """``scale**2``, the diagonal of the covariance, ``batch_shape + event_shape``."""
-        return self._full(self._as_dtype(self._spreads("variance")[0]))
+        return self._full(self._as_dtype(self._spreads("variance", fresh=True)[0]))
 
     @property
     def precision(self):
         """``1 / scale**2``, ``batch_shape + event_shape``."""
-        return self._full(self._as_dtype(self._spreads("precision")[0]))
+        return self._full(self._as_dtype(self._spreads("precision", fresh=True)[0]))
 
     @property
     def batch_shape(self) -> tuple:
@@ -124,13 +124,25 @@ class Parameters:
 
     # -- derived values ------------------------------------------------------------
 
+    def _keeps_values(self) -> bool:
+        """Whether values derived from the spread may be kept (the path a method takes)."""
+        if self._gaps is None:
+            self._ns()
+        return self._gaps.can_cache(self._param)
+
     def _cache_dict(self):
-        """The cache of values derived from the spread, or None where none may be kept.
+        """Where values derived from the spread go, or None where none may be kept.
 
         A value is kept only where the library tells when the parameter
-        changes (`Gaps.can_cache` and `Gaps.version`); entries of an older
-        version are dropped whole, so a result never mixes a value derived
-        earlier with a parameter changed since.
+        changes (`Gaps.can_cache` and `Gaps.version`), and only from the
+        second call under one version on: the first call computes the same
+        values into a dict that is dropped with it, so a distribution used
+        once (the per-step case) pays nothing for keeping. Entries of an older
+        version are dropped whole. Where parameters are mutable (a version
+        token), kept values derive from a copy of the parameter taken with the
+        cache, so they agree with each other even after a change the library
+        does not count (torch's ``.data``). Either way the same operations run
+        on the same values: the same bits on every call.
         """
         gaps = self._gaps
         if gaps is None:
@@ -142,7 +154,11 @@ class Parameters:
         token = gaps.version(param)
         entry = self._cache
         if entry is None or entry[0] != token:
-            entry = self._cache = (token, {})
+            self._cache = (token, None)  # seen once under this version
+            return {}
+        if entry[1] is None:
+            copy = param if token is None else self._xp.asarray(param, copy=True)
+            entry = self._cache = (token, {"param": copy})
         return entry[1]
 
     def _derived(self, name, cache, wd):
@@ -165,26 +181,33 @@ class Parameters:
     def _compute(self, name, cache, wd):
         xp = self._xp
         if name == "log_normalizer":
+            if self._par.name == "scale":  # from the scale: no log-scale array to keep
+                return _kernels.log_normalizer_from_scale(self._form("scale", cache, wd), xp=xp)
             return _kernels.log_normalizer(self._derived("log_scale", cache, wd), xp=xp)
-        param = self._param
+        param = self._param if cache is None else cache.get("param", self._param)
         if param.dtype != wd:
             param = xp.astype(param, wd)
         return self._par.derive(name, param, xp)
 
-    def _spreads(self, *names, dtype=None):
+    def _spreads(self, *names, dtype=None, fresh=False):
         """The spread in the forms `names`, all from one reading of the parameter.
 
         Derived forms are computed at the working precision of result dtype
-        `dtype` (default: the distribution's). Kept values serve only when
-        none of the forms is the parameter itself: a result never combines a
-        value derived earlier with the parameter as it is now (which may have
-        changed where the library cannot tell).
+        `dtype` (default: the distribution's). Where values are kept (see
+        `_cache_dict`), every form, the given one too, comes from the kept
+        copy of the parameter, so a result never combines a value derived
+        earlier with the parameter as it is now. `fresh`: read the parameter
+        as it is now and keep nothing (the properties).
         """
         xp = self._ns()
         wd = work_dtype(self.dtype if dtype is None else dtype, xp)
-        given = self._par.name
-        cache = None if given in names else self._cache_dict()
-        return tuple(self._param if n == given else self._derived(n, cache, wd) for n in names)
+        cache = None if fresh else self._cache_dict()
+        return tuple(self._form(n, cache, wd) for n in names)
+
+    def _form(self, name, cache, wd):
+        if name != self._par.name:
+            return self._derived(name, cache, wd)
+        return self._param if cache is None else cache.get("param", self._param)
 
     def _as_dtype(self, a):
         """`a` in the distribution's dtype (derived values of 16-bit parameters are wider)."""

@@ -22,7 +22,8 @@ KINDS = ["scale", "log_scale", "variance", "precision"]
 
 
 def _spread(kind, scale):
-    return {"scale": scale, "log_scale": np.log(scale), "variance": scale**2}.get(
+    """`scale` given as parameterisation `kind` (a new array)."""
+    return {"scale": scale.copy(), "log_scale": np.log(scale), "variance": scale**2}.get(
         kind, 1 / scale**2
     )
 
@@ -70,22 +71,25 @@ def test_torch_temporaries_are_not_kept_after_log_prob():
     shape = (4, 4096, 1024)
     x = torch.randn(shape)
     d = MVND(torch.zeros(shape), torch.ones(shape), validate_args=False)
-    for _ in range(2):
+
+    def large_tensors():
+        gc.collect()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # isinstance() on torch's deprecated attributes
+            return {
+                id(o)
+                for o in gc.get_objects()
+                if type(o) is torch.Tensor and o.numel() >= 1 << 20  # exactly: not FakeTensor
+            }
+
+    before = large_tensors()
+    for _ in range(3):
         d.log_prob(x)
         d.kl_divergence(d)
         dg.pairwise_log_prob(x[0, :512], torch.zeros(8, 1024), torch.ones(8, 1024))
-    gc.collect()
-    ours = {id(t) for t in (x, d._loc, d._param)}
-    cached = d._cache[1].values() if d._cache else ()
-    ours |= {id(t) for t in cached}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # isinstance() on torch's deprecated module attributes
-        big = [
-            o
-            for o in gc.get_objects()
-            if isinstance(o, torch.Tensor) and o.numel() >= 1 << 20 and id(o) not in ours
-        ]
-    assert not big, [tuple(t.shape) for t in big]
+    kept = {id(v) for v in (d._cache[1].values() if d._cache and d._cache[1] else ())}
+    new = large_tensors() - before - kept
+    assert not new, f"{len(new)} large tensors outlive the calls"
 
 
 def test_numpy_temporaries_are_not_kept_after_calls():
@@ -160,3 +164,78 @@ def test_compiled_vae_step_with_kl_trains():
     print("ok")
     """
     assert run_python(code, timeout=900).strip().endswith("ok")
+
+
+# -- in-place changes of parameters (never a kept value beside a changed parameter) -----------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_numpy_in_place_changes_are_followed(kind):
+    """NumPy keeps nothing between calls: a changed parameter is read afresh, loc and spread."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    loc = rng.normal(size=(5000, 3))
+    scale = rng.uniform(0.5, 2.0, size=(5000, 3))
+    param = _spread(kind, scale)
+    d = _build(dg.MultivariateNormalDiag, kind, loc, param)
+    x = rng.normal(size=(5000, 3))
+    d.log_prob(x)
+    d.entropy()
+    param *= 4.0 if kind != "log_scale" else 1.0
+    param += 0.0 if kind != "log_scale" else np.log(2.0)
+    loc += 1.0
+    new_scale = {"scale": 4 * scale, "log_scale": 2 * scale, "variance": 2 * scale}.get(
+        kind, scale / 2
+    )
+    np.testing.assert_allclose(
+        d.log_prob(x), stats.norm.logpdf(x, loc, new_scale).sum(-1), rtol=1e-12
+    )
+    np.testing.assert_allclose(d.entropy(), stats.norm.entropy(0, new_scale).sum(-1), rtol=1e-12)
+
+
+def test_mixed_dtype_parameters_follow_in_place_changes():
+    """A float64 scale beside a float32 loc is held as given, not as a promoted copy."""
+    loc = np.zeros(3, dtype=np.float32)
+    scale = np.ones(3)
+    d = dg.MultivariateNormalDiag(loc, scale)
+    assert d.dtype == np.float64
+    before = d.log_prob(np.zeros(3))
+    scale *= 2.0
+    np.testing.assert_allclose(d.log_prob(np.zeros(3)), before - 3 * np.log(2.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("size", [4, 8192])
+def test_torch_data_changes_never_mix_old_and_new(size):
+    """``.data`` bypasses torch's version counter: results are the old distribution's or the
+    new one's (kept values at 8192 rows, none at 4), never a kept log Z beside a fresh
+    quadratic term. Tracked in-place changes are always followed."""
+    torch = pytest.importorskip("torch")
+    from diaggauss.backends.torch import MultivariateNormalDiag as MVND
+
+    rng = np.random.default_rng(4)
+    loc = torch.tensor(rng.normal(size=(size, 2)))
+    x = torch.tensor(rng.normal(size=(size, 2)))
+    scale = rng.uniform(0.5, 2.0, size=(size, 2))
+
+    def close(a, b):
+        return torch.allclose(a, b, rtol=1e-12, atol=0)
+
+    for kind in KINDS:
+        param = torch.tensor(_spread(kind, scale))
+        d = _build(MVND, kind, loc, param)
+        d.log_prob(x)
+        d.entropy()
+        old = _build(MVND, kind, loc, param.clone())
+        param.data.mul_(1.5)  # not counted by _version
+        new = _build(MVND, kind, loc, param.clone())
+        got = (d.log_prob(x), d.entropy(), d.kl_divergence(old))
+        as_old = (old.log_prob(x), old.entropy(), old.kl_divergence(old))
+        as_new = (new.log_prob(x), new.entropy(), new.kl_divergence(old))
+        assert all(map(close, got, as_old)) or all(map(close, got, as_new)), kind
+        if size < 4096:
+            assert all(map(close, got, as_new)), kind  # nothing kept: the change is seen
+        param.mul_(2.0)  # counted: followed in every case
+        torch.testing.assert_close(
+            d.log_prob(x), _build(MVND, kind, loc, param.clone()).log_prob(x)
+        )

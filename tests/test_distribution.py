@@ -372,9 +372,11 @@ class TestCaching:
         d = dg.MultivariateNormalDiag.from_variance(loc, asarray(xp, np.full((size, 2), 4.0)))
         x = asarray(xp, np.zeros((size, 2)))
         d.log_prob(x)
+        assert not (d._cache and d._cache[1])  # a distribution used once keeps nothing
+        d.log_prob(x)
         kept = d._cache is not None and d._cache[1]
         if backend.value in ("torch", "jax"):
-            assert kept  # 1 / scale and log Z
+            assert kept  # from the second call: 1 / scale and log Z
             first = dict(d._cache[1])
             d.log_prob(asarray(xp, np.ones((size, 2))))
             assert all(d._cache[1][k] is v for k, v in first.items())

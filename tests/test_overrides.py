@@ -27,22 +27,45 @@ def _rows_around(threshold, d):
 
 
 def _density_args(kernel, rows, d, rng, lead=()):
+    """Positional arguments and keywords of a log-density kernel."""
     x = rng.normal(size=(*lead, rows, d))
     loc = rng.normal(size=(rows, d))
     scale = rng.uniform(0.5, 2.0, size=(rows, d))
-    if kernel == "log_prob":
-        return (x, loc, scale)
-    if kernel == "log_prob_from_log_scale":
-        return (x, loc, np.log(scale))
     log_z = np.log(scale).sum(-1) + d * 0.5 * math.log(2 * math.pi)
-    return (x, loc, 1 / scale, log_z)
+    if kernel == "log_prob":
+        return (x, loc, scale), {}
+    if kernel == "log_prob+log_normalizer":
+        return (x, loc, scale), {"log_normalizer": log_z}
+    if kernel == "log_normalizer_from_scale":
+        return (scale,), {}
+    if kernel == "log_prob_from_log_scale":
+        return (x, loc, np.log(scale)), {}
+    if kernel.startswith("kl_divergence_from_log_scale"):
+        loc_q = rng.normal(size=(rows, d))
+        ls_q = np.log(rng.uniform(0.5, 2.0, size=(rows, d)))
+        if lead:  # a batch of p against one q: not one row per pair
+            x = x.reshape(-1, d)[: rows * int(np.prod(lead))].reshape(*lead, rows, d)
+        args = (x, np.log(scale) + 0 * x, loc_q, ls_q)
+        return args, ({"inv_scale_q": np.exp(-ls_q)} if "+" in kernel else {})
+    return (x, loc, 1 / scale, log_z), {}
+
+
+DENSITY_KERNELS = (
+    "log_prob",
+    "log_prob+log_normalizer",
+    "log_prob_from_log_scale",
+    "log_prob_from_inv_scale",
+    "log_normalizer_from_scale",
+    "kl_divergence_from_log_scale",
+    "kl_divergence_from_log_scale+inv_scale_q",
+)
 
 
 def _torch_cases():
     from diaggauss.backends.torch import _overrides as o
 
     cases = []
-    for kernel in ("log_prob", "log_prob_from_log_scale", "log_prob_from_inv_scale"):
+    for kernel in DENSITY_KERNELS:
         sizes = [(r, 64) for r in _rows_around(o.SMALL, 64)]
         sizes += [(r, 64) for r in _rows_around(o.LARGE, 64)]
         sizes += [(o.BLOCK_VALUES // 64 * 2 + 5, 64), (3, 2), (1, 2)]
@@ -85,6 +108,8 @@ COVERED = {
     "numpy": {"values_ok", "quadratic_product"},
     "torch": {
         "log_prob",
+        "log_normalizer_from_scale",
+        "kl_divergence_from_log_scale",
         "log_prob_from_log_scale",
         "log_prob_from_inv_scale",
         "values_ok",
@@ -103,73 +128,92 @@ def test_every_override_has_a_case(lib):
 # -- log densities (torch, JAX) ---------------------------------------------------------------
 
 
+def _call(fn, args, kw, xp):
+    return fn(*args, **kw, xp=xp)
+
+
+def _split(kernel, args, kw, lib, dtype):
+    return [_to(lib, a, dtype) for a in args], {k: _to(lib, v, dtype) for k, v in kw.items()}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("kernel", "shape", "lead"), _torch_cases())
 def test_torch_log_density_overrides(kernel, shape, lead, dtype):
     torch = pytest.importorskip("torch")
     xp = _namespace("torch")
-    fn = _dispatch.KERNELS[kernel].generic
-    override = gaps_for(xp).overrides[kernel]
+    name = kernel.split("+")[0]
+    fn = _dispatch.KERNELS[name].generic
+    override = gaps_for(xp).overrides[name]
     rng = np.random.default_rng(hash((kernel, shape, lead)) % 2**32)
-    args = [_to("torch", a, dtype) for a in _density_args(kernel, *shape, rng, lead)]
-    want = fn(*args, xp=xp)
-    got = override(*args, xp=xp)
+    args, kw = _split(kernel, *_density_args(kernel, *shape, rng, lead), "torch", dtype)
+    want = _call(fn, args, kw, xp)
+    got = _call(override, args, kw, xp)
     _close(got, want, dtype)
-    assert torch.equal(got, override(*args, xp=xp))  # bit for bit on a repeated call
-    with torch.no_grad():  # the streamed form's own condition
-        assert torch.equal(override(*args, xp=xp), got)
+    assert torch.equal(got, _call(override, args, kw, xp))  # bit for bit on a repeated call
+    with torch.no_grad():  # the streamed forms' own condition
+        assert torch.equal(_call(override, args, kw, xp), got)
     # autograd: the same gradients with respect to every input
     leaves = [a.clone().requires_grad_() for a in args]
-    g_got = torch.autograd.grad(override(*leaves, xp=xp).sum(), leaves)
-    g_want = torch.autograd.grad(fn(*leaves, xp=xp).sum(), leaves)
+    lkw = {k: v.clone().requires_grad_() for k, v in kw.items()}
+    inputs = [*leaves, *lkw.values()]
+    g_got = torch.autograd.grad(_call(override, leaves, lkw, xp).sum(), inputs)
+    g_want = torch.autograd.grad(_call(fn, leaves, lkw, xp).sum(), inputs)
     for a, b in zip(g_got, g_want, strict=True):
         _close(a, b, dtype)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "kernel", ["log_prob", "log_prob_from_log_scale", "log_prob_from_inv_scale"]
-)
+@pytest.mark.parametrize("kernel", DENSITY_KERNELS)
 @pytest.mark.parametrize("shape", [(8, 16), (4096, 64)])
 def test_torch_log_density_overrides_compiled(kernel, shape):
     """Compiled with fullgraph (the overrides' compile branch), forward and backward."""
     torch = pytest.importorskip("torch")
     xp = _namespace("torch")
-    dispatch = _dispatch.KERNELS[kernel]
+    dispatch = _dispatch.KERNELS[kernel.split("+")[0]]
     rng = np.random.default_rng(7)
-    args = [_to("torch", a, "float64") for a in _density_args(kernel, *shape, rng)]
+    args, kw = _split(kernel, *_density_args(kernel, *shape, rng), "torch", "float64")
+    names, n = list(kw), len(args)
+
+    def run(fn, *a):
+        return _call(fn, a[:n], dict(zip(names, a[n:], strict=True)), xp)
+
     torch._dynamo.reset()  # one lambda serves every parameter: reset its recompile count
-    compiled = torch.compile(lambda *a: dispatch(*a, xp=xp), fullgraph=True, dynamic=False)
-    want = dispatch.generic(*args, xp=xp)
-    _close(compiled(*args), want, "float64")
-    assert torch.equal(compiled(*args), compiled(*args))
-    leaves = [a.clone().requires_grad_() for a in args]
+    compiled = torch.compile(lambda *a: run(dispatch, *a), fullgraph=True, dynamic=False)
+    inputs = [*args, *kw.values()]
+    want = run(dispatch.generic, *inputs)
+    _close(compiled(*inputs), want, "float64")
+    assert torch.equal(compiled(*inputs), compiled(*inputs))
+    leaves = [a.clone().requires_grad_() for a in inputs]
     g_got = torch.autograd.grad(compiled(*leaves).sum(), leaves)
-    g_want = torch.autograd.grad(dispatch.generic(*leaves, xp=xp).sum(), leaves)
+    g_want = torch.autograd.grad(run(dispatch.generic, *leaves).sum(), leaves)
     for a, b in zip(g_got, g_want, strict=True):
         _close(a, b, "float64")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kernel", ["log_prob", "log_prob_from_log_scale"])
+@pytest.mark.parametrize(
+    "kernel", ["log_prob", "log_prob+log_normalizer", "log_prob_from_log_scale"]
+)
 @pytest.mark.parametrize("shape", [(1, 2), (64, 16), (4096, 64)])
 def test_jax_log_density_overrides(kernel, shape, dtype):
     jax = pytest.importorskip("jax")
     xp = _namespace("jax")
-    dispatch = _dispatch.KERNELS[kernel]
-    override = gaps_for(xp).overrides[kernel]
+    name = kernel.split("+")[0]
+    dispatch = _dispatch.KERNELS[name]
+    override = gaps_for(xp).overrides[name]
     rng = np.random.default_rng(3)
-    args = [_to("jax", a, dtype) for a in _density_args(kernel, *shape, rng)]
-    want = dispatch.generic(*args, xp=xp)
-    _close(override(*args, xp=xp), want, dtype)
-    jitted = jax.jit(lambda *a: dispatch(*a, xp=xp))
+    args, kw = _split(kernel, *_density_args(kernel, *shape, rng), "jax", dtype)
+    want = _call(dispatch.generic, args, kw, xp)
+    _close(_call(override, args, kw, xp), want, dtype)
+    jitted = jax.jit(lambda *a: _call(dispatch, a, kw, xp))
     _close(jitted(*args), want, dtype)
     np.testing.assert_array_equal(np.asarray(jitted(*args)), np.asarray(jitted(*args)))
-    np.testing.assert_array_equal(
-        np.asarray(override(*args, xp=xp)), np.asarray(override(*args, xp=xp))
+    again = _call(override, args, kw, xp)
+    np.testing.assert_array_equal(np.asarray(_call(override, args, kw, xp)), np.asarray(again))
+    g_got = jax.grad(lambda *a: _call(override, a, kw, xp).sum(), argnums=(0, 1, 2))(*args)
+    g_want = jax.grad(lambda *a: _call(dispatch.generic, a, kw, xp).sum(), argnums=(0, 1, 2))(
+        *args
     )
-    g_got = jax.grad(lambda *a: override(*a, xp=xp).sum(), argnums=(0, 1, 2))(*args)
-    g_want = jax.grad(lambda *a: dispatch.generic(*a, xp=xp).sum(), argnums=(0, 1, 2))(*args)
     for a, b in zip(g_got, g_want, strict=True):
         _close(a, b, dtype)
 

@@ -27,10 +27,10 @@ def _plain(*arrays) -> bool:
 
 
 @override(_kernels.log_prob, GAPS)
-def log_prob(x, loc, scale, *, xp):
-    """`diaggauss._kernels.log_prob` as one reduction."""
-    if not _plain(x, loc, scale):
-        return _kernels.log_prob.generic(x, loc, scale, xp=xp)
+def log_prob(x, loc, scale, *, log_normalizer=None, xp):
+    """`diaggauss._kernels.log_prob` as one reduction (the generic form given a kept log Z)."""
+    if log_normalizer is not None or not _plain(x, loc, scale):
+        return _kernels.log_prob.generic(x, loc, scale, log_normalizer=log_normalizer, xp=xp)
     z = (x - loc) / scale
     return jnp.sum(-0.5 * (z * z) - jnp.log(scale), axis=-1) - x.shape[-1] * HALF_LOG_2PI
 

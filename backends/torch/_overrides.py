@@ -11,6 +11,8 @@ with the generic kernel on both sides of every threshold below.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from diaggauss import _kernels, _pairwise, _validation
@@ -61,7 +63,7 @@ def _one_pass(x, loc, spread) -> bool:
 
 def _streamable(x, *params) -> bool:
     """One distribution per row, on the CPU, without autograd: the streamed form applies."""
-    if x.numel() < LARGE or x.dim() < 2 or not x.is_cpu or _is_compiling():
+    if x.numel() < LARGE or x.dim() < 1 or not x.is_cpu or _is_compiling():
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
         return False
@@ -102,35 +104,52 @@ def _row_blocks(x, *params):
     return torch.empty(n, dtype=x.dtype), blocks
 
 
-def _streamed(x, loc, inv_scale, log_z):
-    """``-sum(((x - loc) * inv_scale)**2) / 2 - log Z`` over blocks of rows (no autograd)."""
+def _streamed(x, loc, spread, log_z, divide):
+    """``-sum(((x - loc) op spread)**2) / 2 - log Z`` over blocks of rows (no autograd).
+
+    `op` divides by the scale (`divide`) or multiplies by its inverse.
+    """
     log_z = log_z.expand(x.shape[:-1]).reshape(-1)
-    out, blocks = _row_blocks(x, loc, inv_scale)
-    for rows, (xb, lb, ib) in blocks:
+    out, blocks = _row_blocks(x, loc, spread)
+    for rows, (xb, lb, sb) in blocks:
         z = torch.sub(xb, lb)
-        z.mul_(ib)
+        if divide:
+            z.div_(sb)
+        else:
+            z.mul_(sb)
         torch.add(log_z[rows], z.square_().sum(-1), alpha=0.5, out=out[rows])
     return out.neg_().reshape(x.shape[:-1])
 
 
-def _streamed_scale(x, loc, scale):
-    """`_one_reduction` over blocks of rows (no autograd)."""
-    out, blocks = _row_blocks(x, loc, scale)
-    for rows, (xb, lb, sb) in blocks:
-        z = torch.sub(xb, lb)
-        z.div_(sb)
-        torch.sum(torch.addcmul(sb.log(), z, z, value=0.5), -1, out=out[rows])
-    return torch.sub(_constant(-x.shape[-1] * HALF_LOG_2PI, x), out.reshape(x.shape[:-1]))
+@override(_kernels.log_normalizer_from_scale, GAPS)
+def log_normalizer_from_scale(scale, *, xp):
+    """`diaggauss._kernels.log_normalizer_from_scale` over blocks of rows when large.
+
+    ``log`` of a block at a time: no full-size temporary to fault in (a
+    distribution built and used once pays for its ``log Z`` alone).
+    """
+    if not (_plain(scale, scale, scale) and _streamable(scale)):
+        return _kernels.log_normalizer_from_scale.generic(scale, xp=xp)
+    out, blocks = _row_blocks(scale)
+    for rows, (sb,) in blocks:
+        torch.sum(torch.log(sb), -1, out=out[rows])
+    return out.add_(scale.shape[-1] * HALF_LOG_2PI).reshape(scale.shape[:-1])
 
 
 @override(_kernels.log_prob, GAPS)
-def log_prob(x, loc, scale, *, xp):
-    """`diaggauss._kernels.log_prob`: one reduction when small or compiled, streamed when large."""
-    if _one_pass(x, loc, scale):
-        return _one_reduction((x - loc) / scale, scale.log())
-    if _plain(x, loc, scale) and _streamable(x, loc, scale):
-        return _streamed_scale(x, loc, scale)
-    return _kernels.log_prob.generic(x, loc, scale, xp=xp)
+def log_prob(x, loc, scale, *, log_normalizer=None, xp):
+    """`diaggauss._kernels.log_prob`: one reduction when small or compiled, streamed when large.
+
+    Given `log_normalizer` (a kept ``log Z``): the generic formula, streamed
+    over rows when large. Without it: the one-reduction form where it applies.
+    """
+    if log_normalizer is None:
+        if _one_pass(x, loc, scale):
+            return _one_reduction((x - loc) / scale, scale.log())
+        return _kernels.log_prob.generic(x, loc, scale, xp=xp)
+    if _plain(x, loc, scale, log_normalizer) and _streamable(x, loc, scale):
+        return _streamed(x, loc, scale, log_normalizer, divide=True)
+    return _kernels.log_prob.generic(x, loc, scale, log_normalizer=log_normalizer, xp=xp)
 
 
 @override(_kernels.log_prob_from_log_scale, GAPS)
@@ -145,16 +164,50 @@ def log_prob_from_log_scale(x, loc, log_scale, *, xp):
 def log_prob_from_inv_scale(x, loc, inv_scale, log_normalizer, *, xp):
     """`diaggauss._kernels.log_prob_from_inv_scale`; streamed over rows when large."""
     if _plain(x, loc, inv_scale, log_normalizer) and _streamable(x, loc, inv_scale):
-        return _streamed(x, loc, inv_scale, log_normalizer)
+        return _streamed(x, loc, inv_scale, log_normalizer, divide=False)
     return _kernels.log_prob_from_inv_scale.generic(x, loc, inv_scale, log_normalizer, xp=xp)
+
+
+@override(_kernels.kl_divergence_from_log_scale, GAPS)
+def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_scale_q=None, xp):
+    """`diaggauss._kernels.kl_divergence_from_log_scale`, streamed over rows when large."""
+    args = (loc_p, log_scale_p, loc_q, log_scale_q)
+    if not (
+        _plain(*args) and _streamable(*args) and (inv_scale_q is None or _same(inv_scale_q, loc_p))
+    ):
+        return _kernels.kl_divergence_from_log_scale.generic(*args, inv_scale_q=inv_scale_q, xp=xp)
+    if inv_scale_q is None:
+        inv_scale_q = torch.exp(-log_scale_q)
+    out, blocks = _row_blocks(*args, inv_scale_q)
+    for rows, (mp, sp, mq, sq, iq) in blocks:
+        t = torch.sub(sp, sq).mul_(2.0)
+        u = torch.sub(mp, mq).mul_(iq)
+        e = torch.expm1(t).sub_(t).addcmul_(u, u)
+        torch.sum(e, -1, out=out[rows])
+    return out.mul_(0.5).reshape(loc_p.shape[:-1])
+
+
+def _same(a, like) -> bool:
+    return a.dtype is like.dtype and a.shape == like.shape and a.is_contiguous()
 
 
 @override(_validation.values_ok, GAPS)
 def values_ok(loc, param, domain, *, xp) -> bool:
-    """`diaggauss._validation.values_ok`, on Python floats for a few values on the CPU."""
-    if loc.numel() + param.numel() <= FEW_VALUES and loc.is_cpu and not _is_compiling():
+    """`diaggauss._validation.values_ok` with fewer kernels.
+
+    Python floats for a few values on the CPU; otherwise the extremes from two
+    ``aminmax`` kernels, read in one transfer (the generic form launches ten).
+    """
+    if _is_compiling() or loc.numel() == 0 or param.numel() == 0:
+        return _validation.values_ok.generic(loc, param, domain, xp=xp)
+    if loc.numel() + param.numel() <= FEW_VALUES and loc.is_cpu:
         return _validation.few_values_ok(loc.tolist(), param.tolist(), domain)
-    return _validation.values_ok.generic(loc, param, domain, xp=xp)
+    with torch.no_grad():
+        lo, hi = torch.aminmax(loc)
+        plo, phi = torch.aminmax(param)
+        lo, hi, plo, phi = torch.stack((lo, hi, plo, phi)).tolist()
+    ok = math.isfinite(lo) and math.isfinite(hi) and math.isfinite(phi) and math.isfinite(plo)
+    return ok and (plo > 0 if domain == "positive" else True)
 
 
 @override(_pairwise.quadratic_product, GAPS)

@@ -181,7 +181,7 @@ def torch_cases(quick: bool, device: str = "cpu") -> Iterator[Callable[[], dict]
             if (b, d) == (1, 2):
                 goals = [
                     _goal("diaggauss", "Independent(Normal)", 0.6, "issue 3"),
-                    _goal("diaggauss", "hand", 1.5, "issue 3"),
+                    _goal("diaggauss", "hand", 1.3, "issue 10"),
                 ]
             if (b, d) == (4096, 64):
                 goals = [
@@ -396,7 +396,7 @@ def jax_cases(quick: bool) -> Iterator[Callable[[], dict]]:
             if (b, d) in {(1, 2), (4096, 64), (65536, 64)}:
                 goals = [
                     _goal("diaggauss", "hand", 1.1, "issue 4"),
-                    _goal("diaggauss", "faster of distrax, numpyro", 1.1, "issue 4"),
+                    _goal("diaggauss", "faster of distrax, numpyro", 1.05, "issue 10"),
                 ]
             return measure(
                 op="log_prob",
