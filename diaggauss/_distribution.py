@@ -469,11 +469,19 @@ class MultivariateNormalDiag(Parameters):
         1.0
         """
         batch = check_pair(self, q, "kl_divergence")
+        if self._scales_at_hand(q):
+            out = _kernels.kl_divergence(self._loc, self._param, q._loc, q._param, xp=self._xp)
+            return self._to_batch(out, batch)
         ls_p, ls_q, inv_q, dtype = self._log_scale_pair(q)
         out = _kernels.kl_divergence_from_log_scale(
             self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=self._xp
         )
         return self._to_batch(finish(out, dtype, self._xp), batch)
+
+    def _scales_at_hand(self, q) -> bool:
+        """Both spreads given as scales and nothing kept: the pair kernels of scales apply."""
+        scales = self._par is SCALE and q._par is SCALE
+        return scales and not (self._keeps_values() or q._keeps_values())
 
     def cross_entropy(self, q):
         """Cross-entropy ``H(self, q) = -E_self[log q(X)] = entropy + KL(self || q)``.
@@ -486,6 +494,9 @@ class MultivariateNormalDiag(Parameters):
         True
         """
         batch = check_pair(self, q, "cross_entropy")
+        if self._scales_at_hand(q):
+            out = _kernels.cross_entropy(self._loc, self._param, q._loc, q._param, xp=self._xp)
+            return self._to_batch(out, batch)
         ls_p, ls_q, inv_q, dtype = self._log_scale_pair(q)
         out = _kernels.cross_entropy_from_log_scale(
             self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=self._xp
@@ -537,15 +548,17 @@ class MultivariateNormalDiag(Parameters):
         return self._reparameterize(self._value(eps, "eps"))
 
     def _reparameterize(self, eps, scale=None):
-        dtype = self._result_dtype(eps)
+        loc = self._loc
+        dtype = eps.dtype
+        if not (dtype == loc.dtype == self._param.dtype):
+            dtype = self._result_dtype(eps)
         if scale is None:
             (scale,) = self._spreads("scale", dtype=dtype)
-        out = finish(_kernels.reparameterize(self._loc, scale, eps, xp=self._xp), dtype, self._xp)
-        shape = (*eps.shape[: eps.ndim - 1 - len(self.batch_shape)], *self.batch_shape)
-        return self._full_sample(out, shape)
-
-    def _full_sample(self, out, lead):
-        shape = (*lead, self._loc.shape[-1])
+        out = finish(_kernels.reparameterize(loc, scale, eps, xp=self._xp), dtype, self._xp)
+        if out.shape == eps.shape:
+            return out
+        batch = self.batch_shape
+        shape = (*eps.shape[: eps.ndim - 1 - len(batch)], *batch, loc.shape[-1])
         return out if tuple(out.shape) == shape else self._xp.broadcast_to(out, shape)
 
     def sample(self, sample_shape=(), *, seed=None):

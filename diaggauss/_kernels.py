@@ -157,15 +157,31 @@ def entropy_from_log_normalizer(log_normalizer, d):
 def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_scale_q=None, xp):
     """``KL(p || q)`` from log-scales, finite where the variances under- or overflow.
 
-    Per coordinate, with ``t = 2 (log s_p - log s_q)`` and
-    ``u = (m_p - m_q) / s_q``: ``((exp(t) - 1 - t) + u**2) / 2``; ``expm1``
-    keeps the first term exact for nearly equal scales.
+    ``t = 2 (log s_p - log s_q)`` and ``u = (m_p - m_q) / s_q`` per coordinate;
+    `inv_scale_q` is ``1 / s_q`` when the caller keeps it.
     """
-    dtype, t, u, _ = _pair_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp)
-    return finish(0.5 * xp.sum((xp.expm1(t) - t) + u * u, axis=-1), dtype, xp)
+    dtype, t, u, _ = _log_scale_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp)
+    return finish(_kl_from_terms(t, u, xp), dtype, xp)
 
 
-def _pair_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp):
+@overridable
+def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
+    """``KL(p || q)`` from the scales as given: ``t = 2 log(s_p / s_q)``, one logarithm."""
+    dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
+    t = 2.0 * xp.log(scale_p / scale_q)
+    return finish(_kl_from_terms(t, (loc_p - loc_q) / scale_q, xp), dtype, xp)
+
+
+def _kl_from_terms(t, u, xp):
+    """``KL = sum((exp(t) - 1 - t) + u**2) / 2``: the formula, once.
+
+    ``t = 2 log(s_p / s_q)`` and ``u = (m_p - m_q) / s_q`` per coordinate;
+    ``expm1`` keeps the first term exact for nearly equal scales.
+    """
+    return 0.5 * xp.sum((xp.expm1(t) - t) + u * u, axis=-1)
+
+
+def _log_scale_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp):
     """``t = 2 (log s_p - log s_q)`` and ``u = (m_p - m_q) / s_q`` in the working dtype.
 
     Returns ``(dtype, t, u, log_scale_q)`` with the dtype results should have.
@@ -179,34 +195,26 @@ def _pair_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp):
 
 
 @overridable
-def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
-    """``KL(p || q)`` of ``N(loc_p, diag(scale_p**2))`` and ``N(loc_q, diag(scale_q**2))``."""
-    return _from_scales(kl_divergence_from_log_scale, loc_p, scale_p, loc_q, scale_q, xp)
-
-
-def _from_scales(kernel, loc_p, scale_p, loc_q, scale_q, xp):
-    """A two-distribution `kernel` of log-scales, applied to scales (in the working dtype)."""
-    dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
-    out = kernel(loc_p, xp.log(scale_p), loc_q, xp.log(scale_q), inv_scale_q=1.0 / scale_q, xp=xp)
-    return finish(out, dtype, xp)
-
-
-@overridable
 def cross_entropy_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_scale_q=None, xp):
-    """Cross-entropy ``H(p, q) = -E_p[log q(X)]`` from log-scales.
-
-    Per coordinate: ``log s_q + (exp(t) + u**2) / 2 + log(2 pi) / 2`` with
-    ``t = 2 (log s_p - log s_q)`` and ``u = (m_p - m_q) / s_q``.
-    """
-    dtype, t, u, log_scale_q = _pair_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp)
-    per = log_scale_q + 0.5 * (xp.exp(t) + u * u) + HALF_LOG_2PI
-    return finish(xp.sum(per, axis=-1), dtype, xp)
+    """Cross-entropy ``H(p, q) = -E_p[log q(X)]`` from log-scales."""
+    dtype, t, u, log_scale_q = _log_scale_terms(
+        loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp
+    )
+    return finish(_cross_entropy_from_terms(log_scale_q, xp.exp(t), u, xp), dtype, xp)
 
 
 @overridable
 def cross_entropy(loc_p, scale_p, loc_q, scale_q, *, xp):
-    """Cross-entropy ``H(p, q)`` of two diagonal Gaussians given by their scales."""
-    return _from_scales(cross_entropy_from_log_scale, loc_p, scale_p, loc_q, scale_q, xp)
+    """Cross-entropy ``H(p, q)`` of two diagonal Gaussians from the scales as given."""
+    dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
+    r = scale_p / scale_q
+    u = (loc_p - loc_q) / scale_q
+    return finish(_cross_entropy_from_terms(xp.log(scale_q), r * r, u, xp), dtype, xp)
+
+
+def _cross_entropy_from_terms(log_scale_q, ratio_sq, u, xp):
+    """``H = sum(log s_q + ((s_p / s_q)**2 + u**2) / 2 + log(2 pi) / 2)``."""
+    return xp.sum(log_scale_q + 0.5 * (ratio_sq + u * u) + HALF_LOG_2PI, axis=-1)
 
 
 @overridable

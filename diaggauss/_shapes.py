@@ -52,6 +52,8 @@ def _index(name, v):
 
 def normalize_sample_shape(sample_shape, name="sample_shape") -> tuple:
     """``()``, an int or a sequence of non-negative ints, as a tuple."""
+    if isinstance(sample_shape, tuple) and not sample_shape:  # torch.Size() too
+        return ()
     if isinstance(sample_shape, str | bytes | bool):
         raise TypeError(f"{name} must be an int or a tuple of ints; got {sample_shape!r}")
     try:

@@ -105,7 +105,13 @@ def _np(a):
 # -- the registry ---------------------------------------------------------------------------
 
 COVERED = {
-    "numpy": {"values_ok", "quadratic_product"},
+    "numpy": {
+        "values_ok",
+        "quadratic_product",
+        "log_prob",
+        "log_prob_from_inv_scale",
+        "kl_divergence_from_log_scale",
+    },
     "torch": {
         "log_prob",
         "log_normalizer_from_scale",
@@ -216,6 +222,47 @@ def test_jax_log_density_overrides(kernel, shape, dtype):
     )
     for a, b in zip(g_got, g_want, strict=True):
         _close(a, b, dtype)
+
+
+NUMPY_DENSITIES = (
+    "log_prob",
+    "log_prob+log_normalizer",
+    "log_prob_from_inv_scale",
+    "kl_divergence_from_log_scale",
+    "kl_divergence_from_log_scale+inv_scale_q",
+)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kernel", NUMPY_DENSITIES)
+@pytest.mark.parametrize(
+    ("shape", "lead"),
+    [
+        ((1, 2), ()),
+        ((63, 64), ()),
+        ((64, 64), ()),
+        ((65, 64), ()),
+        ((64, 16), (3,)),
+        ((300, 30), (2,)),
+    ],
+)
+def test_numpy_density_overrides(kernel, shape, lead, dtype):
+    """Both sides of `LEAN`: the same values, bits on repeat, broadcasting that changes shape."""
+    xp = _namespace("numpy")
+    name = kernel.split("+")[0]
+    dispatch = _dispatch.KERNELS[name]
+    override = gaps_for(xp).overrides[name]
+    rng = np.random.default_rng(9)
+    args, kw = _split(kernel, *_density_args(kernel, *shape, rng, lead), "numpy", dtype)
+    want = _call(dispatch.generic, args, kw, xp)
+    got = _call(override, args, kw, xp)
+    _close(got, want, dtype)
+    assert got.dtype == want.dtype
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, _call(override, args, kw, xp))
+    # a spread with more batch dimensions than the points: out of place
+    wide = [np.broadcast_to(a, (2, 1, *a.shape)) if i > 0 else a for i, a in enumerate(args)]
+    _close(_call(override, wide, kw, xp), _call(dispatch.generic, wide, kw, xp), dtype)
 
 
 def test_jax_em_step_override():

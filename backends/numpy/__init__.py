@@ -23,13 +23,31 @@ class NumpyGaps(Gaps):
     name = "numpy"
 
     def random_stream(self, seed, draws=None):
-        return NumpyStream(numpy_generator(seed, "NumPy"), self._xp)
+        return _Stream(numpy_generator(seed, "NumPy"), self._xp)
 
     def is_concrete(self, x) -> bool:
         return True
 
     def to_host(self, x):
         return np.asarray(x)
+
+
+class _Stream(NumpyStream):
+    """Draws from a Generator, returned as they come (NumPy needs no conversion)."""
+
+    def normal(self, shape, dtype, device):
+        """Standard normal noise of `shape`."""
+        dtype = np.dtype(dtype)
+        if dtype in (np.float32, np.float64):
+            return self.rng.standard_normal(shape, dtype=dtype)
+        return super().normal(shape, dtype, device)
+
+    def uniform(self, shape, dtype, device):
+        """Uniform noise on [0, 1)."""
+        dtype = np.dtype(dtype)
+        if dtype in (np.float32, np.float64):
+            return self.rng.random(shape, dtype=dtype)
+        return super().uniform(shape, dtype, device)
 
 
 GAPS = NumpyGaps()

@@ -1,15 +1,19 @@
-"""NumPy's whole-kernel overrides: validation of a few values, the blocked pairwise product.
+"""NumPy's whole-kernel overrides: lean log densities and KL, validation, pairwise blocks.
 
-Each replaces one kernel of the core with the same signature, for NumPy
-arrays only; `tests/test_overrides.py` compares each with the generic kernel
-on both sides of its threshold.
+NumPy has no autograd and no tracer, so a fresh temporary may always be
+updated in place, and ``einsum`` reduces a sum of squares without the
+``z * z`` array. Each function replaces one kernel of the core with the same
+signature, for NumPy arrays only; `tests/test_overrides.py` compares each
+with the generic kernel on both sides of its threshold.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from diaggauss import _pairwise, _validation
+from diaggauss import _kernels, _pairwise, _validation
 from diaggauss._dispatch import override
 
 from . import GAPS
@@ -23,12 +27,86 @@ FEW_VALUES = 64
 CHUNK_ELEMENTS = 1 << 19
 
 
+# From this many values of the points, the lean forms below pay for their own
+# bookkeeping (below it, NumPy's per-call overhead dominates and the generic
+# kernels are as fast).
+LEAN = 1 << 12
+_FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _plain(*arrays) -> bool:
+    """Large, of one 32- or 64-bit floating dtype: the lean forms apply."""
+    first = arrays[0]
+    dtype = first.dtype
+    return first.size >= LEAN and dtype in _FLOAT and all(a.dtype == dtype for a in arrays)
+
+
+def _sum_squares(z):
+    return np.einsum("...i,...i->...", z, z)
+
+
+def _in_place(z, op, other):
+    """``z op= other`` where broadcasting keeps `z`'s shape (`z` is a fresh temporary)."""
+    shape = np.shape(other)
+    if shape == z.shape or np.broadcast_shapes(z.shape, shape) == z.shape:
+        return op(z, other, out=z)
+    return op(z, other)
+
+
+def _density(maha_sq, log_z):
+    """``-maha_sq / 2 - log Z``, in the sum of squares' array where shapes allow."""
+    maha_sq *= -0.5
+    return _in_place(maha_sq, np.subtract, log_z)
+
+
+@override(_kernels.log_prob, GAPS)
+def log_prob(x, loc, scale, *, log_normalizer=None, xp):
+    """`diaggauss._kernels.log_prob` with one temporary of the points' size."""
+    if not _plain(x, loc, scale) or (log_normalizer is not None and not _plain(x, log_normalizer)):
+        return _kernels.log_prob.generic(x, loc, scale, log_normalizer=log_normalizer, xp=xp)
+    if log_normalizer is None:
+        log_normalizer = _kernels.log_normalizer_from_scale(scale, xp=xp)
+    z = _in_place(np.subtract(x, loc), np.divide, scale)
+    return _density(_sum_squares(z), log_normalizer)
+
+
+@override(_kernels.log_prob_from_inv_scale, GAPS)
+def log_prob_from_inv_scale(x, loc, inv_scale, log_normalizer, *, xp):
+    """`diaggauss._kernels.log_prob_from_inv_scale` with one temporary of the points' size."""
+    if not _plain(x, loc, inv_scale, log_normalizer):
+        return _kernels.log_prob_from_inv_scale.generic(x, loc, inv_scale, log_normalizer, xp=xp)
+    z = _in_place(np.subtract(x, loc), np.multiply, inv_scale)
+    return _density(_sum_squares(z), log_normalizer)
+
+
+@override(_kernels.kl_divergence_from_log_scale, GAPS)
+def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_scale_q=None, xp):
+    """`diaggauss._kernels.kl_divergence_from_log_scale` with two temporaries."""
+    args = (loc_p, log_scale_p, loc_q, log_scale_q)
+    if not _plain(*args) or (inv_scale_q is not None and not _plain(loc_p, inv_scale_q)):
+        return _kernels.kl_divergence_from_log_scale.generic(*args, inv_scale_q=inv_scale_q, xp=xp)
+    if inv_scale_q is None:
+        inv_scale_q = np.exp(-log_scale_q)
+    t = np.subtract(log_scale_p, log_scale_q)
+    t *= 2.0
+    e = np.expm1(t)
+    e -= t
+    u = _in_place(np.subtract(loc_p, loc_q), np.multiply, inv_scale_q)
+    total = _in_place(e.sum(axis=-1), np.add, _sum_squares(u))
+    total *= 0.5
+    return total
+
+
 @override(_validation.values_ok, GAPS)
 def values_ok(loc, param, domain, *, xp) -> bool:
-    """`diaggauss._validation.values_ok`, on Python floats for a few values."""
-    if loc.size + param.size > FEW_VALUES:
-        return _validation.values_ok.generic(loc, param, domain, xp=xp)
-    return _validation.few_values_ok(loc.tolist(), param.tolist(), domain)
+    """`diaggauss._validation.values_ok`: Python floats for a few values, else the extremes."""
+    if loc.size + param.size <= FEW_VALUES:
+        return _validation.few_values_ok(loc.tolist(), param.tolist(), domain)
+    if loc.size == 0 or param.size == 0:
+        return True
+    low = float(param.min())
+    extremes = (float(loc.min()), float(loc.max()), float(param.max()), low)
+    return all(map(math.isfinite, extremes)) and (low > 0 if domain == "positive" else True)
 
 
 @override(_pairwise.quadratic_product, GAPS)
