@@ -12,34 +12,49 @@ constructor lines (``MultivariateNormalDiag.from_<name>`` and
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Callable
-
 __all__ = ["PARAMETERISATIONS", "Parameterisation"]
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
 class Parameterisation:
     """One way of giving the spread: its name, its domain and how to derive the others.
 
-    Each converter takes the parameter and the namespace. Converters that
-    are None are derived from the others in `derive`.
+    Parameters
+    ----------
+    name : str
+        The parameter's name, and that of the ``from_<name>`` constructor.
+    meaning : str
+        What the numbers are, for docstrings and messages.
+    domain : {"positive", "real"}
+        Positive and finite, or finite.
+    scale, log_scale, inv_scale, variance, precision : callable
+        ``f(param, xp)``: the spread in that form.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from diaggauss._params import PARAMETERISATIONS
+    >>> PARAMETERISATIONS["variance"].derive("scale", np.array([4.0]), np)
+    array([2.])
     """
 
-    #: The name of the parameter and of the ``from_<name>`` constructor.
-    name: str
-    #: What the numbers are, for docstrings and messages.
-    meaning: str
-    #: "positive" (positive and finite) or "real" (finite).
-    domain: str
-    scale: Callable
-    log_scale: Callable
-    inv_scale: Callable
-    variance: Callable
-    precision: Callable
-    #: An example parameter of two values with scale 0.5 and 2 (for the docs).
-    example: tuple = ()
+    __slots__ = (
+        "domain",
+        "inv_scale",
+        "log_scale",
+        "meaning",
+        "name",
+        "precision",
+        "scale",
+        "variance",
+    )
+
+    def __init__(self, name, meaning, domain, scale, log_scale, inv_scale, variance, precision):
+        self.name, self.meaning, self.domain = name, meaning, domain
+        self.scale, self.log_scale, self.inv_scale = scale, log_scale, inv_scale
+        self.variance, self.precision = variance, precision
+
+    def __repr__(self):
+        return f"Parameterisation({self.name!r})"
 
     @property
     def constraint(self) -> str:
@@ -66,7 +81,6 @@ SCALE = Parameterisation(
     inv_scale=lambda p, xp: 1.0 / p,
     variance=lambda p, xp: p * p,
     precision=lambda p, xp: 1.0 / (p * p),
-    example=(0.5, 2.0),
 )
 LOG_SCALE = Parameterisation(
     name="log_scale",
@@ -77,7 +91,6 @@ LOG_SCALE = Parameterisation(
     inv_scale=lambda p, xp: xp.exp(-p),
     variance=lambda p, xp: xp.exp(2.0 * p),
     precision=lambda p, xp: xp.exp(-2.0 * p),
-    example=(math.log(0.5), math.log(2.0)),
 )
 VARIANCE = Parameterisation(
     name="variance",
@@ -88,7 +101,6 @@ VARIANCE = Parameterisation(
     inv_scale=lambda p, xp: 1.0 / xp.sqrt(p),
     variance=lambda p, xp: p,
     precision=lambda p, xp: 1.0 / p,
-    example=(0.25, 4.0),
 )
 PRECISION = Parameterisation(
     name="precision",
@@ -99,7 +111,6 @@ PRECISION = Parameterisation(
     inv_scale=lambda p, xp: xp.sqrt(p),
     variance=lambda p, xp: 1.0 / p,
     precision=lambda p, xp: p,
-    example=(4.0, 0.25),
 )
 
 PARAMETERISATIONS = {p.name: p for p in (SCALE, LOG_SCALE, VARIANCE, PRECISION)}
