@@ -438,11 +438,24 @@ class MultivariateNormalDiag(Parameters):
 
     # -- two distributions -------------------------------------------------------
 
-    def _log_scale_pair(self, q):
+    def _divergence(self, q, what, from_scales, from_log_scales):
+        """A two-distribution kernel, of the scales as given or of log-scales.
+
+        The scales where both are given as scales and nothing is kept; else the
+        log-scales (the forms the distributions keep).
+        """
+        batch = check_pair(self, q, what)
+        xp = self._xp
+        scales = self._par is SCALE and q._par is SCALE
+        if scales and not (self._keeps_values() or q._keeps_values()):
+            return self._to_batch(
+                from_scales(self._loc, self._param, q._loc, q._param, xp=xp), batch
+            )
         dtype = self._result_dtype(q._loc, q._param)
         (ls_p,) = self._spreads("log_scale", dtype=dtype)
         ls_q, inv_q = q._spreads("log_scale", "inv_scale", dtype=dtype)
-        return ls_p, ls_q, inv_q, dtype
+        out = from_log_scales(self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=xp)
+        return self._to_batch(finish(out, dtype, xp), batch)
 
     def kl_divergence(self, q):
         """``KL(self || q)``, exact, in O(d) per pair.
@@ -468,20 +481,10 @@ class MultivariateNormalDiag(Parameters):
         >>> float(p.kl_divergence(q))
         1.0
         """
-        batch = check_pair(self, q, "kl_divergence")
-        if self._scales_at_hand(q):
-            out = _kernels.kl_divergence(self._loc, self._param, q._loc, q._param, xp=self._xp)
-            return self._to_batch(out, batch)
-        ls_p, ls_q, inv_q, dtype = self._log_scale_pair(q)
-        out = _kernels.kl_divergence_from_log_scale(
-            self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=self._xp
+        k = _kernels
+        return self._divergence(
+            q, "kl_divergence", k.kl_divergence, k.kl_divergence_from_log_scale
         )
-        return self._to_batch(finish(out, dtype, self._xp), batch)
-
-    def _scales_at_hand(self, q) -> bool:
-        """Both spreads given as scales and nothing kept: the pair kernels of scales apply."""
-        scales = self._par is SCALE and q._par is SCALE
-        return scales and not (self._keeps_values() or q._keeps_values())
 
     def cross_entropy(self, q):
         """Cross-entropy ``H(self, q) = -E_self[log q(X)] = entropy + KL(self || q)``.
@@ -493,15 +496,10 @@ class MultivariateNormalDiag(Parameters):
         >>> bool(np.isclose(p.cross_entropy(p), p.entropy()))
         True
         """
-        batch = check_pair(self, q, "cross_entropy")
-        if self._scales_at_hand(q):
-            out = _kernels.cross_entropy(self._loc, self._param, q._loc, q._param, xp=self._xp)
-            return self._to_batch(out, batch)
-        ls_p, ls_q, inv_q, dtype = self._log_scale_pair(q)
-        out = _kernels.cross_entropy_from_log_scale(
-            self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=self._xp
+        k = _kernels
+        return self._divergence(
+            q, "cross_entropy", k.cross_entropy, k.cross_entropy_from_log_scale
         )
-        return self._to_batch(finish(out, dtype, self._xp), batch)
 
     def wasserstein2(self, q):
         """The 2-Wasserstein distance to `q` (the distance, not its square).
