@@ -99,8 +99,14 @@ def wheel(tmp_path_factory):
 @pytest.mark.subprocess
 def test_wheel_contains_backends_under_diaggauss(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("numpy", "torch", "jax", "__init__"):
-        assert f"diaggauss/backends/{module}.py" in names
+    assert "diaggauss/backends/__init__.py" in names
+    assert "diaggauss/backends/pyro.py" in names
+    for adapter in ("numpy", "torch", "jax"):  # one folder per adapter, every file of it
+        here = sorted(p.name for p in (ROOT / "backends" / adapter).glob("*.py"))
+        packed = sorted(
+            n.split("/")[-1] for n in names if n.startswith(f"diaggauss/backends/{adapter}/")
+        )
+        assert packed == here, adapter
     assert not any(n.startswith("backends/") for n in names)
     assert not any(n.startswith("tests/") for n in names)
 
