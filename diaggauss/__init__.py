@@ -15,6 +15,7 @@ Examples
 ((5,), (2,))
 """
 
+from ._convert import convert
 from ._distribution import (
     MultivariateNormalDiag,
     get_default_validate_args,
@@ -50,6 +51,7 @@ __all__ = [
     "SeedError",
     "__version__",
     "cdf",
+    "convert",
     "cross_entropy",
     "entropy",
     "fit",

@@ -13,7 +13,7 @@ import importlib
 from ._gaps import ADAPTERS, load_adapter
 from ._namespace import describe
 
-__all__ = ["export", "import_parameters", "register_exporter", "register_importer"]
+__all__ = ["convert", "export", "import_parameters", "register_exporter", "register_importer"]
 
 # fn(dist, event_dims) -> (loc, param, kind) or None for objects it does not know
 _IMPORTERS: list = []
@@ -70,3 +70,54 @@ def export(dist, target):
                 importlib.import_module(module)
                 break
     return _EXPORTERS[target](dist)
+
+
+def convert(dist, like, *, device=None):
+    """The same distribution in another array library: for checking a model ported across them.
+
+    Parameters
+    ----------
+    dist : distribution
+        A `diaggauss.MultivariateNormalDiag` or `diaggauss.MixtureDiag` (also
+        the torch and numpyro classes), or any diagonal Gaussian that
+        `MultivariateNormalDiag.from_distribution` reads (torch
+        ``Independent(Normal)``, distrax, numpyro, TFP, SciPy).
+    like : array, namespace or distribution
+        Where to: the library (and, for an array or a distribution, the
+        device) of this.
+    device : optional
+        The target device, overriding `like`'s.
+
+    Returns
+    -------
+    MultivariateNormalDiag or MixtureDiag
+        With arrays of `like`'s library, shared with `dist`'s through DLPack
+        where the libraries and devices allow (else copied). A torch class
+        stays a torch class when the target is torch; otherwise the result is
+        of the neutral class, which every library's arrays fit.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, jax.numpy as jnp, diaggauss as dg
+    >>> from diaggauss.backends.torch import MultivariateNormalDiag
+    >>> t = MultivariateNormalDiag(torch.zeros(5, 2), torch.ones(5, 2))
+    >>> j = dg.convert(t, jnp)
+    >>> type(j).__name__, j.batch_shape, type(j.loc).__module__.split(".")[0]
+    ('MultivariateNormalDiag', (5,), 'jaxlib')
+    """
+    from ._distribution import MultivariateNormalDiag
+    from ._mixture import MixtureDiag
+    from ._namespace import device_of, namespace_of_library
+
+    if hasattr(dist, "to_diaggauss"):  # the numpyro class
+        dist = dist.to_diaggauss()
+    if not isinstance(dist, MultivariateNormalDiag | MixtureDiag):
+        dist = MultivariateNormalDiag.from_distribution(dist)
+    if isinstance(like, MultivariateNormalDiag | MixtureDiag):
+        like = like.loc
+    elif hasattr(like, "to_diaggauss"):
+        like = like.to_diaggauss().loc
+    xp = namespace_of_library(like)
+    if device is None and hasattr(like, "shape") and not hasattr(like, "__name__"):
+        device = device_of(like)
+    return dist.to_namespace(xp, device=device)

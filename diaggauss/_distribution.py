@@ -6,7 +6,14 @@ from . import _convert, _kernels
 from ._dtypes import finish
 from ._gaps import ensure_jax_pytrees, gaps_for
 from ._inputs import as_value, check_pair, own_library, prepare
-from ._namespace import device_of, get_namespace, plain_pair
+from ._namespace import (
+    _namespace_of,
+    convert_array,
+    device_of,
+    get_namespace,
+    namespace_of_library,
+    plain_pair,
+)
 from ._params import LOG_SCALE, PARAMETERISATIONS, PRECISION, SCALE, VARIANCE
 from ._shapes import batch_key, broadcast_shapes, event_dims, normalize_sample_shape
 from ._spread import Parameters
@@ -333,7 +340,8 @@ class MultivariateNormalDiag(Parameters):
         >>> bool(np.isclose(d.log_prob(np.zeros(3)), -1.5 * np.log(2 * np.pi)))
         True
         """
-        return self._log_prob(self._value(x))
+        d, x = self._value(x)
+        return d._log_prob(x)
 
     def _log_prob(self, x):
         xp, par, loc = self._xp, self._par, self._loc
@@ -363,7 +371,8 @@ class MultivariateNormalDiag(Parameters):
         >>> round(float(d.prob(np.zeros(1))), 6)
         0.398942
         """
-        return self._ns().exp(self.log_prob(x))
+        out = self.log_prob(x)
+        return get_namespace(("density", out)).exp(out)
 
     def mahalanobis(self, x):
         """The Mahalanobis distance ``sqrt(sum(((x - loc) / scale)**2))`` (not squared).
@@ -378,10 +387,9 @@ class MultivariateNormalDiag(Parameters):
         >>> float(d.mahalanobis(np.array([3.0, 8.0])))
         5.0
         """
-        x = self._value(x)
-        (scale,) = self._spreads("scale", dtype=self._result_dtype(x))
-        out = _kernels.mahalanobis(x, self._loc, scale, xp=self._xp)
-        return self._to_batch(out)
+        d, x = self._value(x)
+        (scale,) = d._spreads("scale", dtype=d._result_dtype(x))
+        return d._to_batch(_kernels.mahalanobis(x, d._loc, scale, xp=d._xp))
 
     def log_cdf(self, x):
         """Log of ``P(X <= x)`` (every coordinate at once), accurate far in the tails.
@@ -393,10 +401,9 @@ class MultivariateNormalDiag(Parameters):
         >>> float(d.log_cdf(np.array([-40.0])))  # log Phi(-40), no underflow
         -804.6084420137538
         """
-        x = self._value(x)
-        (scale,) = self._spreads("scale", dtype=self._result_dtype(x))
-        out = _kernels.log_cdf(x, self._loc, scale, xp=self._xp)
-        return self._to_batch(out)
+        d, x = self._value(x)
+        (scale,) = d._spreads("scale", dtype=d._result_dtype(x))
+        return d._to_batch(_kernels.log_cdf(x, d._loc, scale, xp=d._xp))
 
     def cdf(self, x):
         """``P(X <= x)``, the product of the coordinates' normal CDFs.
@@ -408,7 +415,8 @@ class MultivariateNormalDiag(Parameters):
         >>> float(d.cdf(np.zeros(2)))
         0.25
         """
-        return self._ns().exp(self.log_cdf(x))
+        out = self.log_cdf(x)
+        return get_namespace(("cdf", out)).exp(out)
 
     def entropy(self):
         """Differential entropy, shape `batch_shape`.
@@ -444,18 +452,16 @@ class MultivariateNormalDiag(Parameters):
         The scales where both are given as scales and nothing is kept; else the
         log-scales (the forms the distributions keep).
         """
-        batch = check_pair(self, q, what)
-        xp = self._xp
-        scales = self._par is SCALE and q._par is SCALE
-        if scales and not (self._keeps_values() or q._keeps_values()):
-            return self._to_batch(
-                from_scales(self._loc, self._param, q._loc, q._param, xp=xp), batch
-            )
-        dtype = self._result_dtype(q._loc, q._param)
-        (ls_p,) = self._spreads("log_scale", dtype=dtype)
+        p, q, batch = check_pair(self, q, what)
+        xp = p._xp
+        scales = p._par is SCALE and q._par is SCALE
+        if scales and not (p._keeps_values() or q._keeps_values()):
+            return p._to_batch(from_scales(p._loc, p._param, q._loc, q._param, xp=xp), batch)
+        dtype = p._result_dtype(q._loc, q._param)
+        (ls_p,) = p._spreads("log_scale", dtype=dtype)
         ls_q, inv_q = q._spreads("log_scale", "inv_scale", dtype=dtype)
-        out = from_log_scales(self._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=xp)
-        return self._to_batch(finish(out, dtype, xp), batch)
+        out = from_log_scales(p._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=xp)
+        return p._to_batch(finish(out, dtype, xp), batch)
 
     def kl_divergence(self, q):
         """``KL(self || q)``, exact, in O(d) per pair.
@@ -514,14 +520,11 @@ class MultivariateNormalDiag(Parameters):
         >>> float(p.wasserstein2(q))
         5.0
         """
-        batch = check_pair(self, q, "wasserstein2")
-        dtype = self._result_dtype(q._loc, q._param)
-        (scale_p,), (scale_q,) = (
-            self._spreads("scale", dtype=dtype),
-            q._spreads("scale", dtype=dtype),
-        )
-        out = _kernels.wasserstein2(self._loc, scale_p, q._loc, scale_q, xp=self._xp)
-        return self._to_batch(finish(out, dtype, self._xp), batch)
+        p, q, batch = check_pair(self, q, "wasserstein2")
+        dtype = p._result_dtype(q._loc, q._param)
+        (scale_p,), (scale_q,) = p._spreads("scale", dtype=dtype), q._spreads("scale", dtype=dtype)
+        out = _kernels.wasserstein2(p._loc, scale_p, q._loc, scale_q, xp=p._xp)
+        return p._to_batch(finish(out, dtype, p._xp), batch)
 
     # -- sampling ------------------------------------------------------------------
 
@@ -543,7 +546,8 @@ class MultivariateNormalDiag(Parameters):
         >>> d.reparameterize(np.array([2.0, -1.0]))
         array([ 2., -1.])
         """
-        return self._reparameterize(self._value(eps, "eps"))
+        d, eps = self._value(eps, "eps")
+        return d._reparameterize(eps)
 
     def _reparameterize(self, eps, scale=None):
         loc = self._loc
@@ -740,6 +744,42 @@ class MultivariateNormalDiag(Parameters):
         loc, param, kind = _convert.import_parameters(dist, event_dims)
         return cls._build(loc, param, PARAMETERISATIONS[kind], validate_args)
 
+    def to_namespace(self, xp, *, device=None):
+        """The same distribution with arrays of another library.
+
+        Zero-copy through DLPack where the libraries and devices allow; else a
+        copy.
+
+        Parameters
+        ----------
+        xp : namespace
+            The target library's array namespace (``torch``, ``jax.numpy``,
+            ``numpy``, any array-API namespace).
+        device : optional
+            The target device (default: the target library's choice).
+
+        Returns
+        -------
+        MultivariateNormalDiag
+            Of this class where it can hold that library's arrays (the torch
+            class holds only torch tensors), else `diaggauss.MultivariateNormalDiag`.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, diaggauss as dg
+        >>> d = dg.MultivariateNormalDiag(np.zeros(2), np.ones(2))
+        >>> type(d.to_namespace(torch).loc).__name__
+        'Tensor'
+        """
+        xp = namespace_of_library(xp)
+        loc = convert_array(self._loc, xp, device=device)
+        param = convert_array(self._param, xp, device=device)
+        own = type(self)._own_namespace
+        cls = (
+            type(self) if own is None or _namespace_of("loc", loc) is own else _neutral(type(self))
+        )
+        return cls._build(loc, param, self._par, self._validate_args)
+
     def to_distrax(self):
         """The same distribution as a ``distrax.MultivariateNormalDiag`` (JAX arrays).
 
@@ -772,6 +812,11 @@ class MultivariateNormalDiag(Parameters):
         TensorShape([2])
         """
         return _convert.export(self, "tfp")
+
+
+def _neutral(cls):
+    """The first class in `cls`'s bases that holds any library's arrays."""
+    return next(c for c in cls.__mro__ if c.__dict__.get("_own_namespace", 0) is None)
 
 
 def _diag_embed(v, xp):

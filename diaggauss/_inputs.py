@@ -17,6 +17,7 @@ from ._namespace import (
     devices_differ,
     get_namespace,
     is_array,
+    is_numpy_namespace,
     library_name,
 )
 from ._shapes import broadcast_shapes, check_value_shape
@@ -86,15 +87,22 @@ def own_library(cls, own, xp, loc, param, name):
 
 
 def as_value(dist, x, name="x"):
-    """`x` as an array of `dist`'s library and dtype, checked against its event and batch."""
+    """``(dist, x)``: `x` in `dist`'s library and dtype, checked against its event and batch.
+
+    NumPy data adopts `dist`'s library; a distribution of NumPy arrays given
+    another library's `x` comes back in that library (`to_namespace`), as
+    NumPy data adopts the other library everywhere.
+    """
     loc = dist._loc
     if dist._xp is None:
         dist._ns()
     if type(x) is type(loc) and x.dtype == loc.dtype and x.shape == loc.shape == dist._param.shape:
-        return x  # the per-step case: one point per distribution
+        return dist, x  # the per-step case: one point per distribution
     xp = dist._xp
     if not (is_array(x) and _namespace_of(name, x) is xp):
-        get_namespace(("loc", loc), (name, x))  # TypeError naming both libraries
+        other = get_namespace(("loc", loc), (name, x))  # TypeError naming both libraries
+        if other is not xp and is_numpy_namespace(xp) and dist._own_namespace is None:
+            dist, xp = dist.to_namespace(other, device=device_of(x)), other
         x = as_array(name, x, xp, dtype=dist.dtype, device=dist.device)
     else:
         x = as_array(name, x, xp, dtype=dist.dtype)
@@ -102,27 +110,30 @@ def as_value(dist, x, name="x"):
     d = loc.shape[-1]
     if shape[:-1] != dist.batch_shape or not shape or shape[-1] != d:
         check_value_shape(name, shape, dist.batch_shape, d)
-    return x
+    return dist, x
 
 
 def check_pair(p, q, what):
-    """Check `q` against distribution `p` for `what`; return the broadcast batch shape."""
+    """``(p, q, batch)``: `q` checked against `p` for `what`, and the broadcast batch shape.
+
+    A distribution of NumPy arrays beside another library's comes back in it.
+    """
     if not isinstance(q, Parameters):
         raise TypeError(
             f"{what} needs another MultivariateNormalDiag; got {describe(q)}" + _convert_hint(q)
         )
-    p._ns()
-    q._ns()
-    get_namespace(("p.loc", p._loc), ("q.loc", q._loc))
-    if p._xp is not q._xp:
-        raise TypeError(
-            f"{what}: p holds {library_name(p._xp)} arrays and q holds "
-            f"{library_name(q._xp)} arrays; convert one (to_namespace) first"
-        )
+    xp, xq = p._ns(), q._ns()
+    if xp is not xq:
+        get_namespace(("p.loc", p._loc), ("q.loc", q._loc))  # TypeError naming both libraries
+        if is_numpy_namespace(xp) and p._own_namespace is None:
+            p = p.to_namespace(xq, device=q.device)
+        elif is_numpy_namespace(xq) and q._own_namespace is None:
+            q = q.to_namespace(xp, device=p.device)
     dp, dq = p._loc.shape[-1], q._loc.shape[-1]
     if dp != dq:
         raise ValueError(f"{what}: event sizes differ, p has d={dp} and q has d={dq}")
-    return broadcast_shapes(p.batch_shape, q.batch_shape, names=("p.batch_shape", "q.batch_shape"))
+    names = ("p.batch_shape", "q.batch_shape")
+    return p, q, broadcast_shapes(p.batch_shape, q.batch_shape, names=names)
 
 
 def _convert_hint(q) -> str:

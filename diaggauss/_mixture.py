@@ -8,7 +8,16 @@ from ._distribution import MultivariateNormalDiag, get_default_validate_args
 from ._dtypes import work_dtype
 from ._gaps import ensure_jax_pytrees, gaps_for
 from ._kernels import log_softmax, logsumexp
-from ._namespace import as_array, device_of, get_namespace, is_array, is_numpy_like, library_name
+from ._namespace import (
+    as_array,
+    convert_array,
+    device_of,
+    get_namespace,
+    is_array,
+    is_numpy_like,
+    is_numpy_namespace,
+    library_name,
+)
 from ._pairwise import pairwise_log_prob
 from ._params import LOG_SCALE, PRECISION, SCALE, VARIANCE
 from ._shapes import batch_key, broadcast_shapes, check_value_shape, normalize_sample_shape
@@ -295,10 +304,14 @@ class MixtureDiag:
     # -- densities -------------------------------------------------------------------
 
     def _points(self, x):
-        """`x` broadcast to ``(*sample, *batch, d)``; returns it and the sample shape."""
+        """``(mixture, x, sample_shape)`` with `x` broadcast to ``(*sample, *batch, d)``.
+
+        A mixture of NumPy arrays given another library's `x` comes back in it.
+        """
         xp = self._ns()
-        comps = self._components
-        get_namespace(("loc", comps._loc), ("x", x))
+        other = get_namespace(("loc", self._components._loc), ("x", x))
+        if other is not xp and is_numpy_namespace(xp):
+            return self.to_namespace(other, device=device_of(x))._points(x)
         x = as_array("x", x, xp, dtype=self.dtype, device=self.device)
         batch = self.batch_shape
         d = self.event_shape[0]
@@ -309,7 +322,7 @@ class MixtureDiag:
         full = (*sample, *batch, d)
         if tuple(x.shape) != full:
             x = xp.broadcast_to(x, full)
-        return x, sample
+        return self, x, sample
 
     def component_log_prob(self, x):
         """``log N(x | loc_k, scale_k)`` for every component: shape ``(*sample, *batch, K)``.
@@ -321,8 +334,8 @@ class MixtureDiag:
         >>> m.component_log_prob(np.zeros((4, 2))).shape
         (4, 3)
         """
-        x, sample = self._points(x)
-        return self._component_log_prob(x, sample)
+        m, x, sample = self._points(x)
+        return m._component_log_prob(x, sample)
 
     def _component_log_prob(self, x, sample):
         xp = self._ns()
@@ -349,8 +362,9 @@ class MixtureDiag:
         return xp.reshape(lp, (*sample, k))
 
     def _joint(self, x):
-        x, sample = self._points(x)
-        return self._component_log_prob(x, sample) + self.log_weights
+        """``(mixture, log w_k + log N(x | k))``; the mixture may have adopted `x`'s library."""
+        m, x, sample = self._points(x)
+        return m, m._component_log_prob(x, sample) + m.log_weights
 
     def log_prob(self, x):
         """Log density at `x` of shape ``(*sample, *batch, d)``; returns ``(*sample, *batch)``.
@@ -362,11 +376,13 @@ class MixtureDiag:
         >>> bool(np.isclose(m.log_prob(np.zeros(1)), -0.5 * np.log(2 * np.pi)))
         True
         """
-        return logsumexp(self._joint(x), -1, self._ns())
+        m, joint = self._joint(x)
+        return logsumexp(joint, -1, m._ns())
 
     def prob(self, x):
         """Density at `x`."""
-        return self._ns().exp(self.log_prob(x))
+        out = self.log_prob(x)
+        return get_namespace(("density", out)).exp(out)
 
     def responsibilities(self, x):
         """Posterior component probabilities ``p(k | x)``: shape ``(*sample, *batch, K)``.
@@ -379,18 +395,21 @@ class MixtureDiag:
         array([[1., 0.],
                [0., 1.]])
         """
-        return self._ns().exp(log_softmax(self._joint(x), -1, self._ns()))
+        m, joint = self._joint(x)
+        xp = m._ns()
+        return xp.exp(log_softmax(joint, -1, xp))
 
     def log_cdf(self, x):
         """Log of ``P(X <= x)``: ``logsumexp_k(log w_k + log_cdf_k(x))``."""
-        xp = self._ns()
-        x, _ = self._points(x)
-        per = self._components.log_cdf(xp.expand_dims(x, axis=-2))
-        return logsumexp(per + self.log_weights, -1, xp)
+        m, x, _ = self._points(x)
+        xp = m._ns()
+        per = m._components.log_cdf(xp.expand_dims(x, axis=-2))
+        return logsumexp(per + m.log_weights, -1, xp)
 
     def cdf(self, x):
         """``P(X <= x)``."""
-        return self._ns().exp(self.log_cdf(x))
+        out = self.log_cdf(x)
+        return get_namespace(("cdf", out)).exp(out)
 
     # -- sampling -------------------------------------------------------------------
 
@@ -453,6 +472,21 @@ class MixtureDiag:
         sub_logits = logits[key]
         sub_comps = comps[key]
         return type(self)._from_parts(sub_logits, sub_comps, self._validate_args)
+
+    def to_namespace(self, xp, *, device=None):
+        """The same mixture with arrays of another library (as `MultivariateNormalDiag`'s).
+
+        Examples
+        --------
+        >>> import numpy as np, torch, diaggauss as dg
+        >>> m = dg.MixtureDiag(np.zeros(2), np.zeros((2, 3)), np.ones(3))
+        >>> type(m.to_namespace(torch).logits).__name__
+        'Tensor'
+        """
+        comps = self._components.to_namespace(xp, device=device)
+        logits = convert_array(self._logits, comps._ns(), device=comps.device)
+        cls = type(self) if isinstance(comps, self._component_class) else MixtureDiag
+        return cls._from_parts(logits, comps, self._validate_args)
 
     def expand(self, batch_shape):
         """The mixture broadcast to a larger `batch_shape` (views, no copies).

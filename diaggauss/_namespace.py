@@ -10,16 +10,20 @@ libraries (torch and JAX, say) raise a `TypeError` naming both.
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 import array_api_compat
 
 __all__ = [
     "as_array",
+    "convert_array",
     "describe",
     "device_of",
     "get_namespace",
+    "is_numpy_namespace",
     "library_name",
+    "namespace_of_library",
     "numpy_namespace",
     "plain_pair",
 ]
@@ -91,7 +95,7 @@ def get_namespace(*named):
         if a is None or isinstance(a, _PYTHON):
             continue
         ns = _namespace_of(name, a)
-        if ns is xp or _is_numpy_xp(ns):
+        if ns is xp or is_numpy_namespace(ns):
             continue
         if xp is None:
             xp, first = ns, (name, a)
@@ -123,6 +127,40 @@ def plain_pair(a, b):
     if not _REAL_FLOATING.get((id(xp), dt)) or devices_differ(a, b):
         return None
     return xp
+
+
+def namespace_of_library(lib):
+    """The array namespace of `lib`: a namespace, a library module (``torch``), or an array."""
+    if not isinstance(lib, types.ModuleType) and hasattr(lib, "shape"):
+        return _namespace_of("array", lib)
+    return _namespace_of("array", lib.asarray([0.0]))
+
+
+def convert_array(a, xp, *, device=None):
+    """`a` as an array of library `xp` (on `device`), zero-copy through DLPack where possible.
+
+    Falls back to a copy through the host where DLPack cannot share the memory
+    (another device, strides it refuses, a torch tensor with autograd history).
+    """
+    if is_numpy_like(a):
+        return as_array("array", a, xp, device=device)
+    src = _namespace_of("array", a)
+    if src is xp and (device is None or device_of(a) == device):
+        return a
+    if device is None or _same_device_kind(a, device):
+        try:
+            out = xp.from_dlpack(a)
+            if device is None or device_of(out) == device:
+                return out
+        except (AttributeError, BufferError, RuntimeError, TypeError, ValueError):
+            pass
+    from ._gaps import gaps_for
+
+    return xp.asarray(gaps_for(src).to_host(a), device=device)
+
+
+def _same_device_kind(a, device) -> bool:
+    return str(device_of(a)).split(":")[0] == str(device).split(":")[0]
 
 
 def device_of(a):
@@ -163,7 +201,7 @@ def as_array(name, a, xp, *, dtype=None, device=None):
     `TypeError` naming `name`. Arrays of another library are refused by the
     caller's `get_namespace` before this.
     """
-    if not is_array(a) or (is_numpy_like(a) and not _is_numpy_xp(xp)):
+    if not is_array(a) or (is_numpy_like(a) and not is_numpy_namespace(xp)):
         if isinstance(a, _PYTHON) or a is None:
             _check_python(name, a)
         else:
@@ -171,8 +209,12 @@ def as_array(name, a, xp, *, dtype=None, device=None):
         target = dtype
         if target is None and getattr(getattr(a, "dtype", None), "kind", None) == "f":
             target = _floating_of(a, xp)
+        # a read-only NumPy array (a broadcast view) is copied: shared, the
+        # other library could write through it (torch warns)
+        flags = getattr(a, "flags", None)
+        copy = True if flags is not None and not flags.writeable else None
         try:
-            a = xp.asarray(a, dtype=target, device=device)
+            a = xp.asarray(a, dtype=target, device=device, copy=copy)
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(f"{name} could not be converted to an array: {e}") from None
     dt = a.dtype
@@ -188,7 +230,7 @@ def as_array(name, a, xp, *, dtype=None, device=None):
 _IS_NUMPY: dict = {}
 
 
-def _is_numpy_xp(xp) -> bool:
+def is_numpy_namespace(xp) -> bool:
     """Whether `xp` is NumPy's namespace (cached: compat's own test is an lru_cache)."""
     hit = _IS_NUMPY.get(id(xp))
     if hit is None:

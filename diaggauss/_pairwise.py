@@ -25,7 +25,14 @@ from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag
 from ._dtypes import finish, result_dtype, work_dtype
 from ._gaps import gaps_for
-from ._namespace import HALF_LOG_2PI, as_array, describe, device_of, get_namespace
+from ._namespace import (
+    HALF_LOG_2PI,
+    as_array,
+    describe,
+    device_of,
+    get_namespace,
+    is_numpy_namespace,
+)
 from ._params import PARAMETERISATIONS
 from ._shapes import broadcast_shapes, positive_int
 
@@ -89,9 +96,13 @@ def _given(dist):
 
 
 def _points(x, comps, name="x"):
-    """`x` (..., N, d) as an array of the components' library, and the common batch lead."""
-    loc = comps.loc
-    xp = get_namespace(("components", loc), (name, x))
+    """``(x, comps, lead)``: `x` (..., N, d) in the components' library, and the batch lead.
+
+    Components of NumPy arrays come into another library's `x`'s.
+    """
+    xp = get_namespace(("components", comps.loc), (name, x))
+    if xp is not comps._ns() and is_numpy_namespace(comps._ns()):
+        comps = comps.to_namespace(xp, device=device_of(x))
     x = as_array(name, x, xp, dtype=comps.dtype, device=comps.device)
     d = comps.event_shape[0]
     batch = comps.batch_shape
@@ -108,7 +119,7 @@ def _points(x, comps, name="x"):
     lead = broadcast_shapes(
         tuple(x.shape[:-2]), batch[:-1], names=(f"{name}.shape[:-2]", "components batch[:-1]")
     )
-    return x, lead
+    return x, comps, lead
 
 
 def _lead(a, lead, xp):
@@ -161,7 +172,7 @@ def pairwise_log_prob(
     if not isinstance(loc, MultivariateNormalDiag):
         xp = xp or get_namespace(("x", x), ("loc", loc), ("scale", scale))
     comps = _components(loc, scale, xp, validate_args, "pairwise_log_prob")
-    x, lead = _points(x, comps)
+    x, comps, lead = _points(x, comps)
     return _quadratic_matrix(x, *_given(comps), lead, "log_prob", method, rows)
 
 
@@ -184,7 +195,7 @@ def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
     rows = _chunk_rows(chunk_size)
     if not isinstance(p, MultivariateNormalDiag):
         raise TypeError(f"p must be a MultivariateNormalDiag; got {describe(p)}")
-    x, lead = _points(x, p)
+    x, p, lead = _points(x, p)
     return _quadratic_matrix(x, *_given(p), lead, "mahalanobis", method, rows)
 
 

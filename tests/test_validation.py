@@ -140,9 +140,8 @@ def test_mixed_libraries_name_both():
     d = MVN(torch.zeros(2), torch.ones(2))
     with pytest.raises(TypeError, match=r"loc is a torch array .* x is a jax array"):
         d.log_prob(jnp.zeros(2))
-    q = MVN(np.zeros(2), np.ones(2))
-    with pytest.raises(TypeError, match=r"torch .* numpy"):
-        d.kl_divergence(q)
+    with pytest.raises(TypeError, match=r"torch array .* jax array"):
+        d.kl_divergence(MVN(jnp.zeros(2), jnp.ones(2)))
 
 
 def test_numpy_data_adopts_the_other_library():
@@ -159,6 +158,24 @@ def test_numpy_data_adopts_the_other_library():
     j = MVN(jnp.zeros(2), np.ones(2))
     assert "jax" in type(j.scale).__module__
     np.testing.assert_allclose(j.log_prob(np.zeros(2)), -np.log(2 * np.pi), rtol=1e-6)
+    # and a distribution of NumPy arrays meets another library's: it computes in that one
+    n = MVN(np.zeros(2), np.ones(2))
+    for other, lib in ((torch.ones(2), torch.Tensor), (jnp.ones(2), type(jnp.ones(2)))):
+        assert isinstance(n.log_prob(other), lib)
+        assert isinstance(n.mahalanobis(other), lib)
+        assert isinstance(n.reparameterize(other), lib)
+        assert isinstance(n.cdf(other), lib)
+    t = MVN(torch.ones(2), torch.ones(2))
+    for kl in (n.kl_divergence(t), t.kl_divergence(n), n.wasserstein2(t), t.cross_entropy(n)):
+        assert isinstance(kl, torch.Tensor)
+    torch.testing.assert_close(n.kl_divergence(t), torch.tensor(1.0, dtype=torch.float64))
+    x = torch.zeros(4, 2)
+    assert isinstance(dg.pairwise_log_prob(x, np.zeros((3, 2)), np.ones((3, 2))), torch.Tensor)
+    assert isinstance(dg.pairwise_log_prob(x, MVN(np.zeros((3, 2)), 1.0)), torch.Tensor)
+    m = dg.MixtureDiag(torch.zeros(2), np.zeros((2, 2)), np.ones(2))
+    assert isinstance(m.log_prob(np.zeros(2)), torch.Tensor)
+    assert isinstance(dg.MixtureDiag(np.zeros(2), np.zeros((2, 2)), 1.0).log_prob(x), torch.Tensor)
+    assert isinstance(dg.fit(x + torch.arange(4.0)[:, None], weights=np.ones(4)).loc, torch.Tensor)
 
 
 def test_not_an_array():
