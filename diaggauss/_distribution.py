@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _convert, _kernels
-from ._dtypes import finish
+from ._dtypes import finish, ranked
 from ._gaps import ensure_jax_pytrees, gaps_for
 from ._inputs import as_value, check_pair, own_library, prepare
 from ._namespace import (
@@ -822,5 +822,5 @@ def _neutral(cls):
 def _diag_embed(v, xp):
     """A batch of diagonal matrices ``(..., d, d)`` with `v` on the diagonal."""
     d = v.shape[-1]
-    eye = xp.eye(d, dtype=v.dtype, device=device_of(v))
+    eye = ranked(xp.eye(d, dtype=v.dtype, device=device_of(v)), v.ndim + 1, xp)
     return v[..., None] * eye

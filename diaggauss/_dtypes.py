@@ -1,12 +1,15 @@
-"""Result and working dtypes.
+"""Result and working dtypes, and the common rank of a kernel's arrays.
 
 Results have the promoted dtype of the inputs. Float16 and bfloat16 are
 computed in float32 (sums over the event axis accumulate there) and cast back.
+Arrays of different ranks are given leading unit axes before they meet, so no
+operation relies on rank promotion (JAX's ``numpy_rank_promotion("raise")``
+refuses it).
 """
 
 from __future__ import annotations
 
-__all__ = ["finish", "result_dtype", "work_dtype", "working"]
+__all__ = ["finish", "ranked", "result_dtype", "work_dtype", "working"]
 
 _WORK_DTYPE: dict = {}
 
@@ -37,21 +40,48 @@ def result_dtype(xp, *arrays):
     return dtype
 
 
-def working(xp, *arrays):
-    """`arrays` cast to the working dtype, and the dtype the result should have.
+def working(xp, *arrays, reduced=()):
+    """`arrays` in the working dtype and one rank, and the dtype the result should have.
 
-    Returns ``(dtype, *arrays)``; None entries stay None.
+    Returns ``(dtype, *arrays, *reduced)``. The `reduced` arrays (with the
+    event axis summed away, such as ``log Z``) get that rank minus one.
+    None entries stay None.
     """
     dtype = arrays[0].dtype
-    for a in arrays:
+    rank = arrays[0].ndim
+    plain = True
+    for a in (*arrays, *reduced):
         if a is not None and a.dtype != dtype:
+            plain = False
             break
-    else:  # one dtype: nothing to promote
-        if _WORK_DTYPE.get((id(xp), dtype)) is dtype:
-            return (dtype, *arrays)
-    dtype = result_dtype(xp, *arrays)
+    for a in arrays:
+        if a is not None and a.ndim != rank:
+            plain = False
+            rank = max(rank, a.ndim)
+    for a in reduced:
+        if a is not None and a.ndim != rank - 1:
+            plain = False
+    if plain and _WORK_DTYPE.get((id(xp), dtype)) is dtype:
+        return (dtype, *arrays, *reduced)
+    dtype = result_dtype(xp, *arrays, *reduced)
     wd = work_dtype(dtype, xp)
-    return (dtype, *(a if a is None or a.dtype == wd else xp.astype(a, wd) for a in arrays))
+    out = [_fit(a, wd, rank, xp) for a in arrays] + [_fit(a, wd, rank - 1, xp) for a in reduced]
+    return (dtype, *out)
+
+
+def _fit(a, wd, rank, xp):
+    if a is None:
+        return None
+    if a.dtype != wd:
+        a = xp.astype(a, wd)
+    return ranked(a, rank, xp)
+
+
+def ranked(a, rank, xp):
+    """`a` with leading unit axes up to `rank` (a view)."""
+    if a.ndim >= rank:
+        return a
+    return xp.reshape(a, (1,) * (rank - a.ndim) + tuple(a.shape))
 
 
 def finish(out, dtype, xp):

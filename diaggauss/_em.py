@@ -22,7 +22,7 @@ def e_step(x, w, logits, loc, var, *, xp):
     from ._distribution import MultivariateNormalDiag
 
     comps = MultivariateNormalDiag._from_parts(loc, var, "variance")
-    joint = pairwise_log_prob(x, comps, xp=xp) + log_softmax(logits, -1, xp)
+    joint = pairwise_log_prob(x, comps, xp=xp) + log_softmax(logits, -1, xp)[None, :]
     norm = logsumexp(joint, -1, xp)
     ll = xp.sum(w * norm) / xp.sum(w)
     return ll, xp.exp(joint - norm[:, None])
@@ -43,7 +43,7 @@ def m_step(x, w, resp, reg_covar, *, xp):
     nk = xp.sum(rw, axis=0) + 10 * eps  # (K,); keeps empty components finite, as sklearn
     logits = xp.log(nk / xp.sum(nk))
     rw_t = xp.matrix_transpose(rw)
-    center = xp.sum(w[:, None] * x, axis=0) / xp.sum(w)
+    center = xp.sum(w[:, None] * x, axis=0, keepdims=True) / xp.sum(w)
     xc = x - center
     mc = (rw_t @ xc) / nk[:, None]
     second = (rw_t @ (xc * xc)) / nk[:, None]
@@ -52,7 +52,7 @@ def m_step(x, w, resp, reg_covar, *, xp):
     if gaps_for(xp).is_concrete(unresolved) and bool(xp.any(unresolved)):
         bad = xp.nonzero(xp.any(unresolved, axis=1))[0]
         exact = _exact_variance(xc, rw, mc, bad, nk, xp)
-        rows = xp.reshape(bad, (-1, 1)) == xp.arange(var.shape[0], device=device_of(var))
+        rows = xp.reshape(bad, (-1, 1)) == xp.arange(var.shape[0], device=device_of(var))[None, :]
         hit = xp.any(rows, axis=0)[:, None]
         var = xp.where(hit, _scatter_rows(exact, bad, var, xp), var)
     return logits, mc + center, var + reg_covar
@@ -77,7 +77,7 @@ def _scatter_rows(values, rows, like, xp):
     """An array like `like` with ``values[i]`` at row ``rows[i]`` (other rows arbitrary)."""
     k = like.shape[0]
     onehot = xp.astype(
-        xp.reshape(rows, (-1, 1)) == xp.arange(k, device=device_of(like)), like.dtype
+        xp.reshape(rows, (-1, 1)) == xp.arange(k, device=device_of(like))[None, :], like.dtype
     )  # (B, K)
     return xp.matrix_transpose(onehot) @ values
 

@@ -60,7 +60,7 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
 
     `log_normalizer` is ``log Z`` when the caller keeps it (see `log_normalizer`).
     """
-    dtype, x, loc, scale, log_z = working(xp, x, loc, scale, log_normalizer)
+    dtype, x, loc, scale, log_z = working(xp, x, loc, scale, reduced=(log_normalizer,))
     if log_z is None:
         log_z = log_normalizer_from_scale(scale, xp=xp)
     z = (x - loc) / scale
@@ -81,7 +81,7 @@ def log_prob_from_inv_scale(x, loc, inv_scale, log_normalizer, *, xp):
 
     The form for callers that keep both (the distribution object).
     """
-    dtype, x, loc, inv_scale, log_z = working(xp, x, loc, inv_scale, log_normalizer)
+    dtype, x, loc, inv_scale, log_z = working(xp, x, loc, inv_scale, reduced=(log_normalizer,))
     z = (x - loc) * inv_scale
     return finish(-0.5 * xp.sum(z * z, axis=-1) - log_z, dtype, xp)
 
@@ -93,7 +93,7 @@ def log_prob_of_noise(eps, log_normalizer, *, xp):
     ``-0.5 * sum(eps**2) - log Z``: no subtraction or division, so cheaper and
     more accurate than `log_prob` of the sample.
     """
-    dtype, eps, log_z = working(xp, eps, log_normalizer)
+    dtype, eps, log_z = working(xp, eps, reduced=(log_normalizer,))
     return finish(-0.5 * xp.sum(eps * eps, axis=-1) - log_z, dtype, xp)
 
 
@@ -231,6 +231,7 @@ def wasserstein2(loc_p, scale_p, loc_q, scale_q, *, xp):
 @overridable
 def reparameterize(loc, scale, eps, *, xp):
     """``loc + scale * eps``: a sample from standard normal noise `eps`."""
+    _, loc, scale, eps = working(xp, loc, scale, eps)
     return loc + scale * eps
 
 

@@ -50,7 +50,7 @@ def kmeans_plusplus(x, w, k, stream, xp):
 
 def one_hot(labels, k, dtype, xp):
     """``labels`` (N,) as an (N, K) indicator matrix of `dtype`."""
-    return xp.astype(labels[:, None] == xp.arange(k, device=device_of(labels)), dtype)
+    return xp.astype(labels[:, None] == xp.arange(k, device=device_of(labels))[None, :], dtype)
 
 
 def lloyd(x, w, centres, xp, max_iter=30):

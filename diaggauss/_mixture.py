@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ._distribution import MultivariateNormalDiag, get_default_validate_args
-from ._dtypes import work_dtype
+from ._dtypes import ranked, work_dtype
 from ._gaps import ensure_jax_pytrees, gaps_for
 from ._kernels import log_softmax, logsumexp
 from ._namespace import (
@@ -364,7 +364,8 @@ class MixtureDiag:
     def _joint(self, x):
         """``(mixture, log w_k + log N(x | k))``; the mixture may have adopted `x`'s library."""
         m, x, sample = self._points(x)
-        return m, m._component_log_prob(x, sample) + m.log_weights
+        lp = m._component_log_prob(x, sample)
+        return m, lp + ranked(m.log_weights, lp.ndim, m._ns())
 
     def log_prob(self, x):
         """Log density at `x` of shape ``(*sample, *batch, d)``; returns ``(*sample, *batch)``.
@@ -440,7 +441,7 @@ class MixtureDiag:
         u = xp.clip(u, tiny, 1.0 - xp.finfo(wd).eps)
         gumbel = -xp.log(-xp.log(u))
         logits = xp.astype(self._logits, wd) if self._logits.dtype != wd else self._logits
-        index = xp.argmax(logits + gumbel, axis=-1)  # (*sample, *batch)
+        index = xp.argmax(ranked(logits, gumbel.ndim, xp) + gumbel, axis=-1)  # (*sample, *batch)
         loc = xp.broadcast_to(comps.loc, (*batch, k, d))
         scale = xp.broadcast_to(comps.scale, (*batch, k, d))
         chosen_loc = _gather_component(loc, index, sample, xp)
@@ -532,7 +533,8 @@ def _gather_component(params, index, sample, xp):
     else:  # e.g. Dask: a one-hot contraction
         k = batch_k_d[-2]
         one_hot = xp.astype(
-            xp.expand_dims(index, axis=-1) == xp.arange(k, device=device_of(params)),
+            xp.expand_dims(index, axis=-1)
+            == ranked(xp.arange(k, device=device_of(params)), index.ndim + 1, xp),
             params.dtype,
         )
         return xp.sum(xp.expand_dims(one_hot, axis=-1) * source, axis=-2)

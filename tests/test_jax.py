@@ -362,3 +362,57 @@ def test_numpyro_adapter_protocol():
         kl_divergence(d, MVN(loc[::-1], scale[::-1]).to_numpyro()), kl_divergence(d, q), rtol=1e-12
     )
     assert NMVN.from_log_scale(loc, jnp.log(scale)).log_prob(x).shape == (4,)
+
+
+def test_everything_runs_under_rank_promotion_raise():
+    """No operation relies on rank promotion: JAX's ``numpy_rank_promotion("raise")`` holds."""
+    key = jax.random.key(0)
+    d = MVN(jnp.zeros((5, 3)), jnp.ones(3))
+    dl = MVN.from_log_scale(jnp.zeros((5, 3)), jnp.full((5, 3), 0.2))
+    dv = MVN.from_variance(jnp.zeros((5, 3)), jnp.full(3, 2.0))
+    q = MVN(jnp.ones(3), 2 * jnp.ones(3))
+    x = jnp.ones((4, 5, 3))
+    comps = MVN(jnp.zeros((2, 3)), jnp.ones((2, 3)))
+    mix = dg.MixtureDiag(jnp.zeros(2), jnp.zeros((2, 3)), jnp.ones((2, 3)))
+    pts = jax.random.normal(key, (50, 3))
+    cases = {
+        "log_prob": lambda: [m.log_prob(x) for m in (d, dl, dv)],
+        "log_prob of one point": lambda: d.log_prob(jnp.ones(3)),
+        "sample_and_log_prob": lambda: d.sample_and_log_prob((2,), seed=key),
+        "sample": lambda: d.sample((2,), seed=key),
+        "mahalanobis": lambda: d.mahalanobis(x),
+        "log_cdf": lambda: dl.log_cdf(x),
+        "entropy": lambda: dv.entropy(),
+        "kl": lambda: [d.kl_divergence(q), q.kl_divergence(dl), dv.kl_divergence(d)],
+        "cross_entropy": lambda: d.cross_entropy(q),
+        "wasserstein2": lambda: d.wasserstein2(q),
+        "reparameterize": lambda: d.reparameterize(x),
+        "covariance": lambda: d.covariance(),
+        "expand": lambda: d.expand((2, 5)).log_prob(x[:, None]),
+        "pairwise": lambda: [
+            dg.pairwise_log_prob(jnp.ones((4, 3)), comps),
+            dg.pairwise_mahalanobis(jnp.ones((4, 3)), comps),
+            dg.pairwise_kl_divergence(comps, comps),
+            dg.pairwise_wasserstein2(comps, comps),
+        ],
+        "mixture": lambda: [
+            mix.log_prob(jnp.ones((4, 3))),
+            mix.responsibilities(jnp.ones((4, 3))),
+            mix.sample((3,), seed=key),
+            mix.mean,
+            mix.variance,
+        ],
+        "fit": lambda: dg.fit(pts),
+        "fit_mixture": lambda: dg.fit_mixture(pts, 2, seed=0, max_iter=3),
+        "functional": lambda: [
+            dg.log_prob(x, jnp.zeros(3), jnp.ones(3)),
+            dg.kl_divergence(jnp.zeros((5, 3)), jnp.ones(3), jnp.zeros(3), jnp.ones(3)),
+        ],
+        "jit": lambda: jax.jit(lambda d, x: d.log_prob(x))(d, x),
+    }
+    allowed = {name: jax.tree_util.tree_leaves(f()) for name, f in cases.items()}
+    with jax.numpy_rank_promotion("raise"):
+        for name, f in cases.items():
+            got = jax.tree_util.tree_leaves(f())
+            for a, b in zip(got, allowed[name], strict=True):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, err_msg=name)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from diaggauss import _em, _kernels
 from diaggauss._dispatch import override
+from diaggauss._dtypes import working
 from diaggauss._namespace import HALF_LOG_2PI
 
 from . import GAPS
@@ -31,6 +32,7 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
     """`diaggauss._kernels.log_prob` as one reduction (the generic form given a kept log Z)."""
     if log_normalizer is not None or not _plain(x, loc, scale):
         return _kernels.log_prob.generic(x, loc, scale, log_normalizer=log_normalizer, xp=xp)
+    _, x, loc, scale = working(xp, x, loc, scale)
     z = (x - loc) / scale
     return jnp.sum(-0.5 * (z * z) - jnp.log(scale), axis=-1) - x.shape[-1] * HALF_LOG_2PI
 
@@ -40,6 +42,7 @@ def log_prob_from_log_scale(x, loc, log_scale, *, xp):
     """`diaggauss._kernels.log_prob_from_log_scale` as one reduction."""
     if not _plain(x, loc, log_scale):
         return _kernels.log_prob_from_log_scale.generic(x, loc, log_scale, xp=xp)
+    _, x, loc, log_scale = working(xp, x, loc, log_scale)
     z = (x - loc) * jnp.exp(-log_scale)
     return jnp.sum(-0.5 * (z * z) - log_scale, axis=-1) - x.shape[-1] * HALF_LOG_2PI
 
