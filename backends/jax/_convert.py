@@ -91,7 +91,13 @@ def from_distribution(dist, *, validate_args=None):
 
 
 def loc_scale(dist):
-    """``(loc, scale)`` of a JAX-ecosystem diagonal Gaussian, or None."""
+    """``(loc, scale)`` of a JAX-ecosystem diagonal Gaussian, or None.
+
+    Also numpyro's ``Independent`` of an expanded ``Normal``
+    (``Normal(0., 1.).expand([d]).to_event(1)``, its standard prior) and
+    parameters given as NumPy arrays or Python numbers (broadcast to the
+    distribution's shape).
+    """
     module = type(dist).__module__.split(".")[0]
     name = type(dist).__name__
     if name == "NumpyroMultivariateNormalDiag":
@@ -103,8 +109,15 @@ def loc_scale(dist):
     if module in ("distrax", "numpyro", "tensorflow_probability") and name == "Independent":
         # numpyro keeps the base as .base_dist, distrax and TFP as .distribution
         base = getattr(dist, "base_dist", None) or getattr(dist, "distribution", None)
+        shape = None
+        if type(base).__name__ == "ExpandedDistribution":  # numpyro's Normal(...).expand(...)
+            shape = tuple(base.batch_shape)
+            base = base.base_dist
         if type(base).__name__ == "Normal" and dist.reinterpreted_batch_ndims == 1:
-            return base.loc, base.scale
+            shape = shape or tuple(dist.batch_shape) + tuple(dist.event_shape)
+            import jax.numpy as jnp
+
+            return tuple(jnp.broadcast_to(jnp.asarray(a), shape) for a in (base.loc, base.scale))
     return None
 
 

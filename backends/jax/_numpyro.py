@@ -1,29 +1,54 @@
 """`diaggauss.MultivariateNormalDiag` as a ``numpyro.distributions.Distribution``.
 
 Imported on first access of ``diaggauss.backends.jax.NumpyroMultivariateNormalDiag``
-(numpyro is optional).
+(numpyro is optional). The class follows numpyro's conventions: validation is
+off unless asked for (``validate_args=True`` or ``numpyro.enable_validation``),
+invalid parameters raise inside ``jax.jit`` when they are constants,
+out-of-support values warn and score ``-inf``, and the KL divergence is
+registered against itself and numpyro's ``Independent(Normal)``.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpyro.distributions as nd
 from numpyro.distributions import constraints
 from numpyro.distributions.kl import kl_divergence
-from numpyro.distributions.util import promote_shapes
+from numpyro.distributions.util import validate_sample
 
+from diaggauss import _validation
 from diaggauss._distribution import MultivariateNormalDiag
+from diaggauss._params import PARAMETERISATIONS
+from diaggauss._shapes import broadcast_shapes
 
 from ._convert import loc_scale
 
 __all__ = ["NumpyroMultivariateNormalDiag"]
+
+_CONSTRAINTS = {
+    "positive": constraints.independent(constraints.positive, 1),
+    "real": constraints.real_vector,
+}
 
 
 class NumpyroMultivariateNormalDiag(nd.Distribution):
     """`diaggauss.MultivariateNormalDiag` as a ``numpyro.distributions.Distribution``.
 
     For ``numpyro.sample`` sites: NUTS, SVI, ``plate``, reparameterised
-    sampling; the math is the neutral core's.
+    sampling; the math is the neutral core's. Build from the scale (this
+    constructor) or, with the classmethods, the log-scale, the variance or the
+    precision; the spread is kept as given.
+
+    Parameters
+    ----------
+    loc : array of shape (..., d)
+        Means; NumPy data and Python numbers become JAX arrays.
+    scale : array of shape (..., d), broadcastable with `loc`, or a number
+        Standard deviations.
+    validate_args : bool, optional
+        As in numpyro: defaults to ``numpyro.distributions.Distribution._validate_args``
+        (off unless ``numpyro.enable_validation()``).
 
     Examples
     --------
@@ -38,35 +63,117 @@ class NumpyroMultivariateNormalDiag(nd.Distribution):
 
     arg_constraints = {  # noqa: RUF012  (numpyro's class-level contract)
         "loc": constraints.real_vector,
-        "scale": constraints.independent(constraints.positive, 1),
+        **{p.name: _CONSTRAINTS[p.domain] for p in PARAMETERISATIONS.values()},
     }
     support = constraints.real_vector
     reparametrized_params = ("loc", "scale")
-    pytree_data_fields = ("loc", "scale")
+    pytree_data_fields = ("loc", "_param")
+    pytree_aux_fields = ("_kind",)
 
     def __init__(self, loc, scale, *, validate_args=None):
-        loc = jnp.asarray(loc)
-        scale = jnp.asarray(scale)
-        if scale.ndim == 0:
-            scale = jnp.broadcast_to(scale, loc.shape[-1:])
-        self.loc, self.scale = promote_shapes(loc, scale)
-        core = self._core()
-        super().__init__(core.batch_shape, core.event_shape, validate_args=validate_args)
+        self._init(loc, scale, "scale", validate_args)
 
-    @classmethod
-    def from_log_scale(cls, loc, log_scale, *, validate_args=None):
-        """Build from log standard deviations."""
-        return cls(loc, jnp.exp(log_scale), validate_args=validate_args)
+    def _init(self, loc, param, kind, validate_args):
+        validate = nd.Distribution._validate_args if validate_args is None else validate_args
+        # as numpyro does: constants evaluate now, so invalid ones raise even inside jax.jit
+        with jax.ensure_compile_time_eval():
+            par = PARAMETERISATIONS[kind]
+            core = MultivariateNormalDiag._build(_jax_array(loc), _jax_array(param), par, False)
+        self.loc, self._param, self._kind = core._full(core._loc), core._full(core._param), kind
+        super().__init__(tuple(core.batch_shape), tuple(core.event_shape), validate_args=False)
+        self._validate_args = validate
+        if validate:
+            self.validate_args(strict=False)
+
+    def validate_args(self, strict=True):
+        """Check each parameter whose values are known (also constants inside ``jax.jit``).
+
+        Raises the core's `ValueError`, which names the argument and the first
+        bad value; with `strict`, a `RuntimeError` when a parameter is traced.
+        """
+        par = PARAMETERISATIONS[self._kind]
+        with jax.ensure_compile_time_eval():
+            for name, a, domain in (
+                ("loc", self.loc, "real"),
+                (par.name, self._param, par.domain),
+            ):
+                if isinstance(a, jax.core.Tracer):
+                    if strict:
+                        raise RuntimeError("Cannot validate arguments inside jitted code.")
+                    continue
+                good = (
+                    _validation.finite(a, jnp)
+                    if domain == "real"
+                    else _validation.positive_finite(a, jnp)
+                )
+                _validation.check_array(
+                    name, a, good, "finite" if domain == "real" else par.constraint, jnp
+                )
 
     def _core(self):
-        return MultivariateNormalDiag._from_parts(self.loc, self.scale, "scale")
+        return MultivariateNormalDiag._from_parts(self.loc, self._param, self._kind)
+
+    def to_diaggauss(self):
+        """The neutral `diaggauss.MultivariateNormalDiag`."""
+        return self._core()
+
+    @classmethod
+    def infer_shapes(cls, *args, **kwargs):
+        """``(batch_shape, event_shape)`` of a distribution built from arguments of these shapes.
+
+        Examples
+        --------
+        >>> from diaggauss.backends.jax import NumpyroMultivariateNormalDiag as D
+        >>> D.infer_shapes((5, 2), (2,))
+        ((5,), (2,))
+        """
+        shapes = [tuple(s) for s in (*args, *kwargs.values())]
+        if len(shapes) != 2 or not shapes[0]:
+            raise ValueError(f"infer_shapes takes the shapes of loc and the spread; got {shapes}")
+        full = broadcast_shapes(*(s if s else (1,) for s in shapes), names=("loc", "spread"))
+        return full[:-1], full[-1:]
+
+    # -- parameters --------------------------------------------------------------------
+
+    @property
+    def scale(self):
+        """The standard deviations, ``batch_shape + event_shape``."""
+        return self._core().scale
+
+    @property
+    def log_scale(self):
+        """``log(scale)``."""
+        return self._core().log_scale
+
+    @property
+    def precision(self):
+        """``1 / scale**2``."""
+        return self._core().precision
+
+    @property
+    def mean(self):
+        """The mean, ``batch_shape + event_shape``."""
+        return self.loc
+
+    @property
+    def mode(self):
+        """The mode, equal to the mean."""
+        return self.loc
+
+    @property
+    def variance(self):
+        """The variances, ``batch_shape + event_shape``."""
+        return self._core().variance
+
+    # -- methods --------------------------------------------------------------------------
 
     def sample(self, key, sample_shape=()):
         """Reparameterised samples ``loc + scale * eps``."""
         return self._core().sample(sample_shape, seed=key)
 
+    @validate_sample
     def log_prob(self, value):
-        """Log density at `value`."""
+        """Log density at `value` (``-inf`` outside the support when validating)."""
         return self._core().log_prob(value)
 
     def cdf(self, value):
@@ -77,19 +184,35 @@ class NumpyroMultivariateNormalDiag(nd.Distribution):
         """Differential entropy."""
         return self._core().entropy()
 
-    @property
-    def mean(self):
-        """The mean, broadcast to ``batch_shape + event_shape``."""
-        return self._core().mean
 
-    @property
-    def variance(self):
-        """The variances, broadcast to ``batch_shape + event_shape``."""
-        return self._core().variance
+def _jax_array(a):
+    """`a` as a JAX array (NumPy data, Python numbers), or as it is (tracers, JAX arrays)."""
+    return a if isinstance(a, jax.Array) else jnp.asarray(a)
 
-    def to_diaggauss(self):
-        """The neutral `diaggauss.MultivariateNormalDiag`."""
-        return self._core()
+
+def _constructor(par):
+    def build(cls, loc, param, *, validate_args=None):
+        self = cls.__new__(cls)
+        self._init(loc, param, par.name, validate_args)
+        return self
+
+    build.__name__ = build.__qualname__ = f"from_{par.name}"
+    build.__doc__ = f"""Build from the {par.meaning}, kept as given.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from diaggauss.backends.jax import NumpyroMultivariateNormalDiag as D
+    >>> D.from_{par.name}(jnp.zeros(2), jnp.ones(2)).event_shape
+    (2,)
+    """
+    return classmethod(build)
+
+
+# one constructor per parameterisation, as the neutral class has them
+for _par in PARAMETERISATIONS.values():
+    if _par.name != "scale":
+        setattr(NumpyroMultivariateNormalDiag, f"from_{_par.name}", _constructor(_par))
 
 
 def _as_core(d):
@@ -98,7 +221,7 @@ def _as_core(d):
     parts = loc_scale(d)
     if parts is None:
         raise NotImplementedError(f"no diagonal-Gaussian view of {type(d).__qualname__}")
-    return MultivariateNormalDiag._from_parts(*parts, "scale")
+    return MultivariateNormalDiag._build(*parts, PARAMETERISATIONS["scale"], False)
 
 
 def _kl(p, q):

@@ -24,20 +24,51 @@ from torch.distributions import (
 
 import diaggauss as dg
 from diaggauss._params import PARAMETERISATIONS, SCALE
+from diaggauss._validation import _flat
 
-__all__ = ["MultivariateNormalDiag", "TorchProtocol"]
+from ._gaps import _is_compiling, _is_wrapped
 
-_CONSTRAINTS = {
-    "positive": constraints.independent(constraints.positive, 1),
-    "real": constraints.real_vector,
-}
+# Up to this many results are checked for NaN on the host (a reduction costs more).
+_FEW_VALUES = 64
+
+__all__ = [
+    "MultivariateNormalDiag",
+    "TorchProtocol",
+    "finite_vector",
+    "positive_finite_vector",
+]
+
+
+class _Finite(constraints.Constraint):
+    """Finite real numbers: what the constructors accept for `loc` and a log-scale."""
+
+    def check(self, value):
+        return torch.isfinite(value)
+
+
+class _PositiveFinite(constraints.Constraint):
+    """Positive, finite numbers: what the constructors accept for a scale or a variance."""
+
+    def check(self, value):
+        return (value > 0) & torch.isfinite(value)
+
+
+#: Vectors of finite numbers, and of positive finite ones (the constructors' checks).
+finite_vector = constraints.independent(_Finite(), 1)
+positive_finite_vector = constraints.independent(_PositiveFinite(), 1)
+# unconstrained parameters map onto them as onto real and positive numbers
+for _registry in (torch.distributions.transform_to, torch.distributions.biject_to):
+    _registry.register(_Finite)(lambda c: torch.distributions.transforms.identity_transform)
+    _registry.register(_PositiveFinite)(lambda c: torch.distributions.transforms.ExpTransform())
+_CONSTRAINTS = {"positive": positive_finite_vector, "real": finite_vector}
 
 
 class TorchProtocol:
     """What torch's protocol adds to both torch classes: ``torch.Size`` shapes, its default.
 
     ``_batch_shape`` and ``_event_shape`` are set where the neutral class sets
-    its fields; values keep torch's argument name, ``value``.
+    its fields; values keep torch's argument name, ``value``. `_neutral` is the
+    neutral class whose methods do the work.
     """
 
     @classmethod
@@ -56,11 +87,35 @@ class TorchProtocol:
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Log density at `value` of shape ``(*sample, *batch, d)``: ``(*sample, *batch)``."""
-        return super().log_prob(value)
+        return self._validated(value, self._neutral.log_prob)
 
     def cdf(self, value: Tensor) -> Tensor:
         """The joint CDF ``P(X <= value)``."""
-        return super().cdf(value)
+        return self._validated(value, self._neutral.cdf)
+
+    def _validated(self, value, method):
+        """``method(value)``, with `value` checked against the support where validating.
+
+        As torch does, an invalid value raises torch's own `ValueError`
+        ("Expected value argument ..."). The support is every real vector, so
+        only NaN is outside it, and a NaN value gives a NaN result: the check
+        reads the result (one host read, of the batch rather than the value;
+        none under ``torch.compile``).
+        """
+        out = method(self, value)  # NumPy data converts there; other libraries are refused
+        if not self._validate_args or _is_compiling() or _is_wrapped(out):
+            return out
+        if out.numel() <= _FEW_VALUES and out.is_cpu:
+            total = out.tolist()
+            if isinstance(total, list):
+                nested = total and isinstance(total[0], list)
+                total = sum(_flat(total) if nested else total)
+            bad = total != total  # NaN in, NaN out
+        else:
+            bad = bool(torch.isnan(out).any())
+        if bad:
+            self._validate_sample(torch.as_tensor(value, dtype=self.dtype, device=self.device))
+        return out
 
 
 class MultivariateNormalDiag(TorchProtocol, dg.MultivariateNormalDiag, Distribution):
@@ -100,8 +155,9 @@ class MultivariateNormalDiag(TorchProtocol, dg.MultivariateNormalDiag, Distribut
     """
 
     #: Every parameter the constructors accept, as MultivariateNormal lists all of its own.
+    _neutral = dg.MultivariateNormalDiag
     arg_constraints = {  # noqa: RUF012  (torch's class-level contract)
-        "loc": constraints.real_vector,
+        "loc": finite_vector,
         **{p.name: _CONSTRAINTS[p.domain] for p in PARAMETERISATIONS.values()},
     }
     support = constraints.real_vector
@@ -129,11 +185,11 @@ class MultivariateNormalDiag(TorchProtocol, dg.MultivariateNormalDiag, Distribut
 
     def log_cdf(self, value: Tensor) -> Tensor:
         """Log of the joint CDF ``P(X <= value)``, accurate far in the tails."""
-        return super().log_cdf(value)
+        return self._validated(value, self._neutral.log_cdf)
 
     def mahalanobis(self, value: Tensor) -> Tensor:
         """The Mahalanobis distance of `value` (not squared)."""
-        return super().mahalanobis(value)
+        return self._validated(value, self._neutral.mahalanobis)
 
     # -- sampling ---------------------------------------------------------------------
 

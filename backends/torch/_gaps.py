@@ -11,6 +11,9 @@ __all__ = ["GAPS", "TorchGaps", "generator"]
 
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _is_compiling = torch.compiler.is_compiling
+_is_tracing = torch._C._is_tracing  # torch.jit.trace
+
+
 # Derived values of parameters with fewer elements are recomputed on every
 # call: keeping them saves nothing a per-step loop would see, and computing
 # the forms a kept value needs (1 / scale) costs one more kernel launch on
@@ -43,9 +46,9 @@ class TorchGaps(Gaps):
         # replayed side effect; functorch transforms batch only what was
         # built inside them.
         return not (
-            source.numel() < CACHE_MIN_ELEMENTS
+            _is_compiling()
+            or source.numel() < CACHE_MIN_ELEMENTS
             or source.requires_grad
-            or _is_compiling()
             or _is_wrapped(source)
         )
 

@@ -48,6 +48,7 @@ class MixtureDiag(TorchProtocol, dg.MixtureDiag, Distribution):
     support = constraints.real_vector
     has_rsample = False
     _component_class = MultivariateNormalDiag
+    _neutral = dg.MixtureDiag
 
     def __init__(self, logits, loc, scale, validate_args=None):
         self._setup(logits, loc, scale, SCALE, validate_args)

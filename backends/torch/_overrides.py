@@ -19,7 +19,7 @@ from diaggauss import _kernels, _pairwise, _validation
 from diaggauss._dispatch import override
 from diaggauss._namespace import HALF_LOG_2PI
 
-from ._gaps import GAPS, _is_compiling, _is_wrapped
+from ._gaps import GAPS, _is_compiling, _is_tracing, _is_wrapped
 
 # Up to this many elements a log density is launch-bound: it is computed as
 # one reduction of per-coordinate terms built by one fused kernel (addcmul).
@@ -56,9 +56,19 @@ def _plain(a, b, c, d=None) -> bool:
     )
 
 
-def _one_pass(x, loc, spread) -> bool:
-    """Whether the one-reduction form applies: small, or compiled (and plain)."""
-    return (x.numel() <= SMALL or _is_compiling()) and _plain(x, loc, spread)
+def _one_pass(x, loc, spread):
+    """How the one-reduction form applies: "compiled", "small", or None (it does not)."""
+    if _is_compiling():
+        return "compiled" if _plain_dtypes(x, loc, spread) else None
+    if x.numel() > SMALL or not _plain_dtypes(x, loc, spread):
+        return None
+    wrapped = _is_wrapped(x) or _is_wrapped(loc) or _is_wrapped(spread)
+    return None if wrapped else "small"
+
+
+def _plain_dtypes(a, b, c) -> bool:
+    dtype = a.dtype
+    return dtype in _FLOAT and b.dtype is dtype and c.dtype is dtype
 
 
 def _streamable(x, *params) -> bool:
@@ -85,12 +95,14 @@ def _constant(value, like):
     return t
 
 
-def _one_reduction(z, log_scale):
+def _one_reduction(z, log_scale, mode):
     """``-sum(z**2 / 2 + log s) - d/2 log 2 pi``: one addcmul, one sum, one subtraction."""
     terms = torch.addcmul(log_scale, z, z, value=0.5).sum(-1)
     c = -z.shape[-1] * HALF_LOG_2PI
-    if _is_compiling():
-        return c - terms  # fused by the compiler; a cached constant would be a guarded global
+    if mode == "compiled" or _is_tracing():
+        # compiled: fused anyway, and a cached constant would be a guarded global;
+        # under torch.jit.trace the size is a traced value, not a number to cache
+        return c - terms
     return torch.sub(_constant(c, z), terms)
 
 
@@ -144,8 +156,9 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
     over rows when large. Without it: the one-reduction form where it applies.
     """
     if log_normalizer is None:
-        if _one_pass(x, loc, scale):
-            return _one_reduction((x - loc) / scale, scale.log())
+        mode = _one_pass(x, loc, scale)
+        if mode:
+            return _one_reduction((x - loc) / scale, scale.log(), mode)
         return _kernels.log_prob.generic(x, loc, scale, xp=xp)
     if _plain(x, loc, scale, log_normalizer) and _streamable(x, loc, scale):
         return _streamed(x, loc, scale, log_normalizer, divide=True)
@@ -155,8 +168,9 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
 @override(_kernels.log_prob_from_log_scale, GAPS)
 def log_prob_from_log_scale(x, loc, log_scale, *, xp):
     """`diaggauss._kernels.log_prob_from_log_scale`: one reduction when small or compiled."""
-    if _one_pass(x, loc, log_scale):
-        return _one_reduction((x - loc) * torch.exp(-log_scale), log_scale)
+    mode = _one_pass(x, loc, log_scale)
+    if mode:
+        return _one_reduction((x - loc) * torch.exp(-log_scale), log_scale, mode)
     return _kernels.log_prob_from_log_scale.generic(x, loc, log_scale, xp=xp)
 
 
