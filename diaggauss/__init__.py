@@ -15,6 +15,7 @@ Examples
 ((5,), (2,))
 """
 
+from . import testing
 from ._convert import convert
 from ._distribution import (
     MultivariateNormalDiag,
@@ -67,6 +68,7 @@ __all__ = [
     "pairwise_mahalanobis",
     "pairwise_wasserstein2",
     "set_default_validate_args",
+    "testing",
     "wasserstein2",
 ]
 

@@ -13,7 +13,15 @@ import importlib
 from ._gaps import ADAPTERS, load_adapter
 from ._namespace import describe
 
-__all__ = ["convert", "export", "import_parameters", "register_exporter", "register_importer"]
+__all__ = [
+    "as_diaggauss",
+    "convert",
+    "export",
+    "import_parameters",
+    "register_exporter",
+    "register_importer",
+    "register_native",
+]
 
 # fn(dist, event_dims) -> (loc, param, kind) or None for objects it does not know
 _IMPORTERS: list = []
@@ -21,6 +29,13 @@ _IMPORTERS: list = []
 _EXPORTERS: dict = {}
 # target -> the adapter module that registers it (its ADAPTERS prefix)
 _EXPORT_PREFIX = {"tfp": "tensorflow_probability"}
+# library name -> (distribution class, mixture class) native to it (torch's Distributions)
+_NATIVE: dict = {}
+
+
+def register_native(library, distribution_class, mixture_class):
+    """Register the classes `convert` returns for arrays of `library` ("torch")."""
+    _NATIVE[library] = (distribution_class, mixture_class)
 
 
 def register_importer(fn):
@@ -92,9 +107,9 @@ def convert(dist, like, *, device=None):
     -------
     MultivariateNormalDiag or MixtureDiag
         With arrays of `like`'s library, shared with `dist`'s through DLPack
-        where the libraries and devices allow (else copied). A torch class
-        stays a torch class when the target is torch; otherwise the result is
-        of the neutral class, which every library's arrays fit.
+        where the libraries and devices allow (else copied): for torch, the
+        torch classes (``torch.distributions.Distribution`` subclasses); else
+        the neutral classes, which every library's arrays fit.
 
     Examples
     --------
@@ -105,19 +120,45 @@ def convert(dist, like, *, device=None):
     >>> type(j).__name__, j.batch_shape, type(j.loc).__module__.split(".")[0]
     ('MultivariateNormalDiag', (5,), 'jaxlib')
     """
-    from ._distribution import MultivariateNormalDiag
     from ._mixture import MixtureDiag
-    from ._namespace import device_of, namespace_of_library
+    from ._namespace import device_of, library_name, namespace_of_library
 
-    if hasattr(dist, "to_diaggauss"):  # the numpyro class
-        dist = dist.to_diaggauss()
-    if not isinstance(dist, MultivariateNormalDiag | MixtureDiag):
-        dist = MultivariateNormalDiag.from_distribution(dist)
-    if isinstance(like, MultivariateNormalDiag | MixtureDiag):
+    if not isinstance(dist, MixtureDiag):
+        dist = as_diaggauss(dist)
+    if isinstance(like, MixtureDiag):
         like = like.loc
-    elif hasattr(like, "to_diaggauss"):
-        like = like.to_diaggauss().loc
+    elif _is_distribution(like):
+        like = as_diaggauss(like).loc
     xp = namespace_of_library(like)
     if device is None and hasattr(like, "shape") and not hasattr(like, "__name__"):
         device = device_of(like)
-    return dist.to_namespace(xp, device=device)
+    out = dist.to_namespace(xp, device=device)
+    native = _NATIVE.get(library_name(xp))
+    if native is None:
+        return out
+    cls = native[1] if isinstance(out, MixtureDiag) else native[0]
+    if isinstance(out, cls):
+        return out
+    if isinstance(out, MixtureDiag):
+        comps = native[0]._from_parts(*_parts(out.components), out._validate_args)
+        return cls._from_parts(out.logits, comps, out._validate_args)
+    return cls._from_parts(*_parts(out), out._validate_args)
+
+
+def _parts(dist):
+    return dist._loc, dist._param, dist._par
+
+
+def as_diaggauss(dist):
+    """`dist` as one of diaggauss's classes: itself, the numpyro class's core, or converted."""
+    from ._distribution import MultivariateNormalDiag
+
+    if isinstance(dist, MultivariateNormalDiag):
+        return dist
+    if hasattr(dist, "to_diaggauss"):  # the numpyro class
+        return dist.to_diaggauss()
+    return MultivariateNormalDiag.from_distribution(dist)
+
+
+def _is_distribution(obj) -> bool:
+    return hasattr(obj, "log_prob") and not hasattr(obj, "__array_namespace__")

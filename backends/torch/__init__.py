@@ -17,9 +17,13 @@ kernels).
 
 from __future__ import annotations
 
+from diaggauss import _convert as _conversions
+
 from . import _convert, _kl, _overrides  # noqa: F401  (register on import)
 from ._distribution import MultivariateNormalDiag
 from ._gaps import GAPS
 from ._mixture import MixtureDiag
+
+_conversions.register_native("torch", MultivariateNormalDiag, MixtureDiag)
 
 __all__ = ["GAPS", "MixtureDiag", "MultivariateNormalDiag"]
