@@ -3,8 +3,11 @@
 Each case is drawn at random, computed on the backend, and compared with a
 float64 NumPy reference written out here independently of the library's
 kernels. The error of a value is ``|got - want| / max(|want|, 1)`` and a
-backend/device/dtype passes when its worst error is within the dtype's
-tolerance (`TOLERANCES`).
+row (suite x backend x device x dtype) passes when its worst error is within
+the tolerance: the dtype's (`TOLERANCES`) for values, the framework classes,
+compiled training steps; `FIT_FACTOR` times it for fits; that or the finite-difference floor for
+gradients; `Z_LIMIT` standard errors for sampling moments. "values" is here;
+the other suites are in `diaggauss._check_usage`.
 """
 
 from __future__ import annotations
@@ -147,11 +150,11 @@ def _inputs(rng):
     }
 
 
-def _compute(inputs, make, seed):
+def _compute(inputs, make, seed, cls=dg.MultivariateNormalDiag, mixture=dg.MixtureDiag):
     a = {k: make(v) for k, v in inputs.items()}
-    p = dg.MultivariateNormalDiag(a["loc"], a["scale"])
-    q = dg.MultivariateNormalDiag.from_log_scale(a["loc_q"], a["log_scale_q"])
-    ls = dg.MultivariateNormalDiag.from_log_scale(a["loc"], a["log_scale"])
+    p = cls(a["loc"], a["scale"])
+    q = cls.from_log_scale(a["loc_q"], a["log_scale_q"])
+    ls = cls.from_log_scale(a["loc"], a["log_scale"])
     out = {
         "log_prob": p.log_prob(a["x"]),
         "prob": p.prob(a["x"]),
@@ -170,7 +173,7 @@ def _compute(inputs, make, seed):
         "precision": p.precision,
         "log_scale": p.log_scale,
         "pairwise_log_prob": dg.pairwise_log_prob(a["pts"], a["loc"], a["scale"]),
-        "mixture.log_prob": dg.MixtureDiag(a["logits"], a["loc"], a["scale"]).log_prob(a["pts"]),
+        "mixture.log_prob": mixture(a["logits"], a["loc"], a["scale"]).log_prob(a["pts"]),
     }
     fitted = dg.fit(a["pts"])
     out["fit.loc"], out["fit.scale"] = fitted.loc, fitted.scale
@@ -180,64 +183,94 @@ def _compute(inputs, make, seed):
     return out
 
 
-def run_check(backends=None):
-    """Run every case on every target; a list of result dicts (JSON-able)."""
+def run_check(backends=None, suites=None):
+    """Run every suite on every target; a list of result dicts (JSON-able), one per row.
+
+    `suites` picks among `SUITES` ("values" and those of `diaggauss._check_usage`).
+    """
+    from . import _check_usage
+
     inputs = _inputs(np.random.default_rng(20261123))
+    runners = {"values": _values, **_check_usage.SUITES}
     results = []
     for backend, device, dtype in targets(backends):
         make = _Target(backend, device, dtype)
-        worst, worst_name, failures = 0.0, None, []
-        tol = TOLERANCES[dtype]
-        # the inputs themselves, rounded to the dtype: the reference starts from what the
-        # backend actually holds
-        refs = _references({k: _Target.back(make(v)) for k, v in inputs.items()})
-        try:
-            got = _compute(inputs, make, make.seed())
-        except Exception as e:  # a crash is a failure, reported, not raised
-            results.append(
-                {
-                    "backend": backend,
-                    "device": device,
-                    "dtype": dtype,
-                    "passed": False,
-                    "worst_error": None,
-                    "worst_method": None,
-                    "tolerance": tol,
-                    "failures": [f"{type(e).__name__}: {e}"],
-                }
-            )
-            continue
-        for name, value in got.items():
-            if isinstance(value, tuple):  # compare two computed values with each other
-                a, b = (_Target.back(v) for v in value)
-                want = b
-                value_np = a
-            else:
-                value_np = _Target.back(value)
-                want = refs[name]
-            if value_np.shape != np.shape(want):
-                failures.append(f"{name}: shape {value_np.shape}, expected {np.shape(want)}")
+        for suite in suites or SUITES:
+            tol = _tolerance(suite, dtype)
+            row = {"check": suite, "backend": backend, "device": device, "dtype": dtype}
+            try:
+                compared = runners[suite](make, inputs)
+            except Exception as e:  # a crash is a failure, reported, not raised
+                failures = [f"{type(e).__name__}: {e}"]
+                results.append(
+                    {
+                        **row,
+                        "passed": False,
+                        "worst_error": None,
+                        "worst_method": None,
+                        "tolerance": tol,
+                        "failures": failures,
+                    }
+                )
                 continue
-            err = float(np.max(np.abs(value_np - want) / np.maximum(np.abs(want), 1.0)))
-            if not np.isfinite(err):
-                err = math.inf
-            if err > worst:
-                worst, worst_name = err, name
-            if err > tol:
-                failures.append(f"{name}: error {err:.2e} > {tol:.0e}")
-        results.append(
-            {
-                "backend": backend,
-                "device": device,
-                "dtype": dtype,
-                "passed": not failures,
-                "worst_error": worst,
-                "worst_method": worst_name,
-                "tolerance": tol,
-                "failures": failures,
-            }
-        )
+            if compared is None:  # the suite does not apply to this target
+                continue
+            results.append({**row, **_compare(compared, tol)})
     return results
+
+
+SUITES = ("values", "classes", "gradients", "compiled", "sampling", "fit")
+
+
+def _tolerance(suite, dtype):
+    from . import _check_usage
+
+    if suite == "sampling":
+        return _check_usage.Z_LIMIT
+    if suite == "gradients":
+        return max(TOLERANCES[dtype], _check_usage.FD_FLOOR)
+    if suite == "fit":
+        return _check_usage.FIT_FACTOR * TOLERANCES[dtype]
+    return TOLERANCES[dtype]
+
+
+def _values(make, inputs):
+    """Every method's values against the float64 reference."""
+    # the inputs themselves, rounded to the dtype: the reference starts from what the
+    # backend actually holds
+    refs = _references({k: _Target.back(make(v)) for k, v in inputs.items()})
+    got = _compute(inputs, make, make.seed())
+    rows = []
+    for name, value in got.items():
+        if isinstance(value, tuple):  # compare two computed values with each other
+            rows.append((name, _Target.back(value[0]), _Target.back(value[1])))
+        else:
+            rows.append((name, _Target.back(value), refs[name]))
+    return rows
+
+
+def _compare(compared, tol):
+    """Worst ``|got - want| / max(|want|, 1)`` over `compared` rows, and those beyond `tol`."""
+    worst, worst_name, failures = 0.0, None, []
+    for name, got, want in compared:
+        got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+        if got.shape != want.shape:
+            failures.append(f"{name}: shape {got.shape}, expected {want.shape}")
+            continue
+        err = float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1.0), initial=0.0))
+        if not np.isfinite(err):
+            err = math.inf
+        if err > worst or worst_name is None:
+            worst, worst_name = err, name
+        if err > tol:
+            failures.append(f"{name}: error {err:.2e} > {tol:.0e}")
+    return {
+        "passed": not failures,
+        "worst_error": worst,
+        "worst_method": worst_name,
+        "tolerance": tol,
+        "failures": failures,
+    }
 
 
 def _references(a):
@@ -292,13 +325,13 @@ def _references(a):
 def format_check(results) -> str:
     """A table: backend x device x dtype, pass/fail, worst error and where."""
     lines = [
-        f"{'backend':<18}{'device':<8}{'dtype':<10}{'result':<8}{'worst error':<14}"
+        f"{'check':<11}{'backend':<18}{'device':<8}{'dtype':<10}{'result':<8}{'worst error':<14}"
         f"{'tolerance':<11}method"
     ]
     for r in results:
         err = "-" if r["worst_error"] is None else f"{r['worst_error']:.1e}"
         lines.append(
-            f"{r['backend']:<18}{r['device']:<8}{r['dtype']:<10}"
+            f"{r['check']:<11}{r['backend']:<18}{r['device']:<8}{r['dtype']:<10}"
             f"{'pass' if r['passed'] else 'FAIL':<8}{err:<14}{r['tolerance']:<11.0e}"
             f"{r['worst_method'] or ''}"
         )

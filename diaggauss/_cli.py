@@ -157,8 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("demo", help="the forum scenario on every installed framework (default)")
-    check = sub.add_parser("check", help="every method on every backend, device and dtype")
+    check = sub.add_parser(
+        "check",
+        help="values, gradients, compiled training, sampling and fits on every backend, "
+        "device and dtype, against float64 references",
+    )
     check.add_argument("--backends", help="comma-separated: numpy,array_api_strict,torch,jax,dask")
+    check.add_argument(
+        "--checks",
+        help="comma-separated: values,classes,gradients,compiled,sampling,fit (default: all)",
+    )
     check.add_argument("--json", action="store_true", help="machine-readable output")
     bench = sub.add_parser("bench", help="benchmark against the peers, as ratios")
     bench.add_argument("--backends", help="comma-separated: numpy,torch,jax,python")
@@ -186,7 +194,13 @@ def check(args, out=sys.stdout) -> int:
                 )
             if not _check.installed(b):
                 raise UsageError(f"backend {b!r} is not installed")
-    results = _check.run_check(backends)
+    suites = None
+    if args.checks:
+        suites = [c.strip() for c in args.checks.split(",") if c.strip()]
+        for c in suites:
+            if c not in _check.SUITES:
+                raise UsageError(f"unknown check {c!r}; choose from {', '.join(_check.SUITES)}")
+    results = _check.run_check(backends, suites)
     passed = all(r["passed"] for r in results)
     if args.json:
         print(

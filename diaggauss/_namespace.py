@@ -56,9 +56,20 @@ def numpy_namespace():
     return _NUMPY_NAMESPACE
 
 
+def register_array_type(array_type, xp):
+    """Record that arrays of `array_type` (and its subclasses) belong to namespace `xp`.
+
+    An adapter registers its library's array type on import, so that lookups
+    need no probing (nor tracing, inside ``torch.compile``).
+    """
+    _NAMESPACE_OF_TYPE[array_type] = xp
+
+
 def _namespace_of(name, a):
     t = type(a)
     xp = _NAMESPACE_OF_TYPE.get(t)
+    if xp is None:
+        xp = next((_NAMESPACE_OF_TYPE[b] for b in t.__mro__[1:] if b in _NAMESPACE_OF_TYPE), None)
     if xp is None:
         try:
             xp = array_api_compat.array_namespace(a)

@@ -62,6 +62,27 @@ def test_check_json_reports_pass_on_float64():
     assert result.returncode == (0 if report["passed"] else 1)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_check_covers_training_on_torch_and_jax():
+    import json
+
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    result = run_cli("check", "--json", "--backends", "torch,jax")
+    report = json.loads(result.stdout)
+    rows = {(r["check"], r["backend"], r["dtype"]): r for r in report["results"]}
+    for backend in ("torch", "jax"):
+        for suite in ("values", "classes", "gradients", "compiled", "sampling", "fit"):
+            assert (suite, backend, "float32") in rows, (suite, backend)
+    failed = [r for r in report["results"] if not r["passed"]]
+    assert not failed, failed
+    assert result.returncode == 0
+    # every row compares something: its worst method names what was checked
+    assert rows["compiled", "torch", "float32"]["worst_method"].startswith(("128x8", "4096x64"))
+    assert rows["gradients", "jax", "float64"]["worst_error"] <= 1e-8
+
+
 @pytest.mark.subprocess
 def test_check_table():
     result = run_cli("check", "--backends", "numpy")
@@ -109,6 +130,7 @@ def test_bench_quick_writes_json_and_png(tmp_path):
     [
         (("bench", "--backends", "nope"), "unknown backend 'nope'"),
         (("check", "--backends", "nope"), "unknown backend 'nope'"),
+        (("check", "--checks", "speed"), "unknown check 'speed'"),
         (
             ("bench", "--backends", "numpy", "--out", "/proc/diaggauss/out"),
             "cannot write to --out",

@@ -525,6 +525,59 @@ def test_torch_compile_fullgraph_in_a_fresh_process():
     assert result.stdout.strip().endswith("ok")
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_torch_compile_before_any_eager_use_traces_cleanly():
+    """The first use is compiled (forward and backward): no graph break, no Dynamo warning."""
+    code = textwrap.dedent(
+        """
+        import warnings
+        import torch
+        from diaggauss.backends.torch import MultivariateNormalDiag as MVND
+        torch.set_num_threads(1)
+
+        def step(loc, log_scale, x):
+            d = MVND.from_log_scale(loc, log_scale)
+            prior = MVND(torch.zeros_like(loc), torch.ones_like(loc))
+            kl = torch.distributions.kl_divergence(d, prior)
+            return (kl - d.log_prob(x)).mean()
+
+        loc = torch.randn(128, 8, requires_grad=True)
+        log_scale = (0.1 * torch.randn(128, 8)).requires_grad_()
+        x = torch.randn(128, 8)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loss = torch.compile(step, fullgraph=True)(loc, log_scale, x)
+            loss.backward()
+        print("\\n".join(str(w.message) for w in caught))
+        ref = torch.distributions.Independent(
+            torch.distributions.Normal(loc, log_scale.exp()), 1
+        )
+        std = torch.distributions.Independent(
+            torch.distributions.Normal(torch.zeros(8), torch.ones(8)), 1
+        )
+        want = (torch.distributions.kl_divergence(ref, std) - ref.log_prob(x)).mean()
+        g_loc, g_ls = torch.autograd.grad(want, [loc, log_scale])
+        torch.testing.assert_close(loss, want)
+        torch.testing.assert_close(loc.grad, g_loc)
+        torch.testing.assert_close(log_scale.grad, g_ls)
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(pathlib.Path(__file__).parent),
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "ok"
+    assert not [ln for ln in lines if "Dynamo" in ln or "graph break" in ln.lower()], lines
+
+
 # -- dtypes and devices --------------------------------------------------------------------
 
 

@@ -17,7 +17,12 @@ kernels).
 
 from __future__ import annotations
 
+import array_api_compat.torch as _xp
+import torch as _torch
+
 from diaggauss import _convert as _conversions
+from diaggauss._gaps import gaps_for as _gaps_for
+from diaggauss._namespace import register_array_type as _register_array_type
 
 from . import _convert, _kl, _overrides  # noqa: F401  (register on import)
 from ._distribution import MultivariateNormalDiag
@@ -25,5 +30,8 @@ from ._gaps import GAPS
 from ._mixture import MixtureDiag
 
 _conversions.register_native("torch", MultivariateNormalDiag, MixtureDiag)
+# known now, so that code compiled before any eager use traces no imports or probes
+_gaps_for(_xp)
+_register_array_type(_torch.Tensor, _xp)
 
 __all__ = ["GAPS", "MixtureDiag", "MultivariateNormalDiag"]
