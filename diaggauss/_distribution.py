@@ -433,7 +433,12 @@ class MultivariateNormalDiag(Parameters):
         return self._to_batch(finish(out, self.dtype, self._xp))
 
     def _to_batch(self, out, batch=None):
-        """`out` broadcast to `batch` (default: the batch shape)."""
+        """`out` broadcast with `batch` (default: the batch shape).
+
+        A kernel's result has the shape of what it read; parameters kept
+        unbroadcast leave out axes of the batch, and a value may broadcast a
+        unit batch axis up (batch (3, 1), value (4, d): the result is (3, 4)).
+        """
         batch = self.batch_shape if batch is None else batch
         shape = out.shape
         if shape == batch:
@@ -441,8 +446,7 @@ class MultivariateNormalDiag(Parameters):
         shape = tuple(shape)
         if shape[len(shape) - len(batch) :] == batch:
             return out
-        lead = shape[: max(len(shape) - len(batch), 0)]
-        return self._xp.broadcast_to(out, (*lead, *batch))
+        return self._xp.broadcast_to(out, broadcast_shapes(shape, tuple(batch)))
 
     # -- two distributions -------------------------------------------------------
 

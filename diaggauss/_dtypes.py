@@ -9,7 +9,7 @@ refuses it).
 
 from __future__ import annotations
 
-__all__ = ["finish", "ranked", "result_dtype", "work_dtype", "working"]
+__all__ = ["event_size", "finish", "ranked", "result_dtype", "work_dtype", "working"]
 
 _WORK_DTYPE: dict = {}
 
@@ -87,3 +87,13 @@ def ranked(a, rank, xp):
 def finish(out, dtype, xp):
     """`out` in `dtype` (a no-op unless the inputs were 16-bit)."""
     return out if out.dtype == dtype else xp.astype(out, dtype)
+
+
+def event_size(a, xp):
+    """The length of `a`'s last axis: a number, or under ``torch.jit.trace`` an array of its dtype.
+
+    A traced size is an integer tensor; its product with a Python float would
+    be rounded to float32 before it meets a float64 sum.
+    """
+    d = a.shape[-1]
+    return d if isinstance(d, int) else xp.astype(d, a.dtype)

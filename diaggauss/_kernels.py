@@ -14,7 +14,7 @@ of the same signature (`diaggauss._dispatch`).
 from __future__ import annotations
 
 from ._dispatch import overridable
-from ._dtypes import finish, working
+from ._dtypes import event_size, finish, working
 from ._namespace import HALF_LOG_2PI
 from ._special import log_ndtr_standard
 
@@ -44,7 +44,8 @@ __all__ = [
 def log_normalizer(log_scale, *, xp):
     """``log Z = sum(log scale) + d/2 log(2 pi)``: minus the log density at the mode."""
     dtype, log_scale = working(xp, log_scale)
-    return finish(xp.sum(log_scale, axis=-1) + log_scale.shape[-1] * HALF_LOG_2PI, dtype, xp)
+    d = event_size(log_scale, xp)
+    return finish(xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI, dtype, xp)
 
 
 @overridable

@@ -306,7 +306,8 @@ class MixtureDiag:
     def _points(self, x):
         """``(mixture, x, sample_shape)`` with `x` broadcast to ``(*sample, *batch, d)``.
 
-        A mixture of NumPy arrays given another library's `x` comes back in it.
+        A mixture of NumPy arrays given another library's `x` comes back in it;
+        one whose unit batch axes `x` broadcasts up comes back expanded.
         """
         xp = self._ns()
         other = get_namespace(("loc", self._components._loc), ("x", x))
@@ -319,6 +320,9 @@ class MixtureDiag:
         lead = tuple(x.shape[:-1])
         n_sample = max(len(lead) - len(batch), 0)
         sample = lead[:n_sample]
+        wide = broadcast_shapes(lead[n_sample:], tuple(batch))
+        if wide != tuple(batch):  # `x` broadcasts unit batch axes up: so does the mixture
+            return self.expand(wide)._points(x)
         full = (*sample, *batch, d)
         if tuple(x.shape) != full:
             x = xp.broadcast_to(x, full)

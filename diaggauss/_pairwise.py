@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag
-from ._dtypes import finish, result_dtype, work_dtype
+from ._dtypes import event_size, finish, result_dtype, work_dtype
 from ._gaps import gaps_for
 from ._namespace import (
     HALF_LOG_2PI,
@@ -226,7 +226,6 @@ def _gemm(x, loc, spread, par, lead, what, wd, rows, check):
     """The expanded product at dtype `wd`; returns it and whether its bound is too coarse."""
     xp = get_namespace(("x", x), ("loc", loc))
     gaps = gaps_for(xp)
-    d = loc.shape[-1]
     loc = _at(loc, wd, lead, xp)
     log_scale = par.derive("log_scale", _at(spread, wd, lead, xp), xp)
     x = _at(x, wd, lead, xp)
@@ -235,7 +234,11 @@ def _gemm(x, loc, spread, par, lead, what, wd, rows, check):
     prec = xp.exp(-2.0 * log_scale)
     mp = m * prec
     if what == "log_prob":
-        bias = -(0.5 * xp.sum(m * mp, axis=-1) + xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI)
+        bias = -(
+            0.5 * xp.sum(m * mp, axis=-1)
+            + xp.sum(log_scale, axis=-1)
+            + event_size(log_scale, xp) * HALF_LOG_2PI
+        )
         b = xp.concat([-0.5 * prec, mp, bias[..., None]], axis=-1)
     else:  # squared Mahalanobis: [x**2, x, 1] . [p, -2 m p, sum(m**2 p)]
         b = xp.concat([prec, -2.0 * mp, xp.sum(m * mp, axis=-1)[..., None]], axis=-1)
@@ -276,7 +279,7 @@ def _direct(x, loc, spread, par, lead, what, rows):
     log_scale = par.derive("log_scale", _at(spread, wd, lead, xp), xp)
     loc = _at(loc, wd, lead, xp)[..., None, :, :]
     inv = xp.exp(-log_scale)[..., None, :, :]
-    log_z = (xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI)[..., None, :]
+    log_z = (xp.sum(log_scale, axis=-1) + event_size(log_scale, xp) * HALF_LOG_2PI)[..., None, :]
     x = _at(x, wd, lead, xp)
     n = x.shape[-2]
     step = rows or max(1, DIRECT_BLOCK // max(k * d, 1))

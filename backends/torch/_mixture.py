@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
 import diaggauss as dg
-from diaggauss._params import SCALE
+from diaggauss._params import PARAMETERISATIONS, SCALE
 
-from ._distribution import MultivariateNormalDiag, TorchProtocol
+from ._distribution import (
+    MultivariateNormalDiag,
+    TorchProtocol,
+    finite_vector,
+    positive_finite_vector,
+)
 
-__all__ = ["MixtureDiag"]
+__all__ = ["MixtureDiag", "logits_vector"]
+
+
+class _Logits(constraints.Constraint):
+    """Logits the constructor accepts: finite or ``-inf`` (switched off), one at least finite."""
+
+    event_dim = 1
+
+    def check(self, value):
+        allowed = (value < math.inf) & ~torch.isnan(value)
+        return allowed.all(-1) & (value > -math.inf).any(-1)
+
+
+#: The mixture's logits: finite or -inf along the component axis, one at least finite.
+logits_vector = _Logits()
+for _registry in (torch.distributions.transform_to, torch.distributions.biject_to):
+    _registry.register(_Logits)(lambda c: torch.distributions.transforms.identity_transform)
+# the components' parameters: (K, d) blocks per batch element
+_BLOCKS = {
+    "real": constraints.independent(finite_vector.base_constraint, 2),
+    "positive": constraints.independent(positive_finite_vector.base_constraint, 2),
+}
 
 
 class MixtureDiag(TorchProtocol, dg.MixtureDiag, Distribution):
@@ -41,9 +69,9 @@ class MixtureDiag(TorchProtocol, dg.MixtureDiag, Distribution):
     """
 
     arg_constraints = {  # noqa: RUF012  (torch's class-level contract)
-        "logits": constraints.real_vector,
-        "loc": constraints.real_vector,
-        "scale": constraints.independent(constraints.positive, 1),
+        "logits": logits_vector,
+        "loc": _BLOCKS["real"],
+        **{p.name: _BLOCKS[p.domain] for p in PARAMETERISATIONS.values()},
     }
     support = constraints.real_vector
     has_rsample = False
@@ -54,6 +82,9 @@ class MixtureDiag(TorchProtocol, dg.MixtureDiag, Distribution):
         self._setup(logits, loc, scale, SCALE, validate_args)
 
     def _finish(self):
+        # torch's code reads `_validate_args` as a bool: the default is resolved now
+        if self._validate_args is None:
+            self._validate_args = Distribution._validate_args
         self._batch_shape = torch.Size(dg.MixtureDiag._batch_tuple(self))
         self._event_shape = torch.Size(self._components.event_shape)
 

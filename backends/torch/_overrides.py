@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import math
 
+import array_api_compat.torch as _xp
 import torch
+import torch.autograd.forward_ad as _forward_ad
 
 from diaggauss import _kernels, _pairwise, _validation
 from diaggauss._dispatch import override
+from diaggauss._dtypes import event_size
 from diaggauss._namespace import HALF_LOG_2PI
 
 from ._gaps import GAPS, _is_compiling, _is_tracing, _is_wrapped
@@ -66,6 +69,17 @@ def _one_pass(x, loc, spread):
     return None if wrapped else "small"
 
 
+def _differentiated(*tensors) -> bool:
+    """Whether autograd may record these tensors' ops: the ``out=`` forms would break it.
+
+    Backward mode when a tensor requires grad; forward mode whenever a
+    ``torch.autograd.forward_ad.dual_level`` is open (dual tensors do not say so).
+    """
+    if _forward_ad._current_level >= 0:
+        return True
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def _plain_dtypes(a, b, c) -> bool:
     dtype = a.dtype
     return dtype in _FLOAT and b.dtype is dtype and c.dtype is dtype
@@ -75,7 +89,7 @@ def _streamable(x, *params) -> bool:
     """One distribution per row, on the CPU, without autograd: the streamed form applies."""
     if x.numel() < LARGE or x.dim() < 1 or not x.is_cpu or _is_compiling():
         return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
+    if _differentiated(x, *params):
         return False
     return all(p.shape == x.shape and p.is_contiguous() for p in params) and x.is_contiguous()
 
@@ -98,7 +112,7 @@ def _constant(value, like):
 def _one_reduction(z, log_scale, mode):
     """``-sum(z**2 / 2 + log s) - d/2 log 2 pi``: one addcmul, one sum, one subtraction."""
     terms = torch.addcmul(log_scale, z, z, value=0.5).sum(-1)
-    c = -z.shape[-1] * HALF_LOG_2PI
+    c = -event_size(z, _xp) * HALF_LOG_2PI
     if mode == "compiled" or _is_tracing():
         # compiled: fused anyway, and a cached constant would be a guarded global;
         # under torch.jit.trace the size is a traced value, not a number to cache
@@ -145,7 +159,7 @@ def log_normalizer_from_scale(scale, *, xp):
     out, blocks = _row_blocks(scale)
     for rows, (sb,) in blocks:
         torch.sum(torch.log(sb), -1, out=out[rows])
-    return out.add_(scale.shape[-1] * HALF_LOG_2PI).reshape(scale.shape[:-1])
+    return out.add_(event_size(scale, _xp) * HALF_LOG_2PI).reshape(scale.shape[:-1])
 
 
 @override(_kernels.log_prob, GAPS)
@@ -239,7 +253,7 @@ def quadratic_product(x, center, b_t, *, reach=False, chunk_rows=None, xp):
         _is_compiling()
         or not x.is_cpu
         or any(_is_wrapped(t) for t in tensors)
-        or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+        or _differentiated(*tensors)
     ):
         return _pairwise.quadratic_product.generic(
             x, center, b_t, reach=reach, chunk_rows=chunk_rows, xp=xp
