@@ -219,7 +219,7 @@ class MultivariateNormalDiag(Parameters):
         self._init_parts(loc, param, par, validate_args, xp, batch)
         if self._validating():
             gaps = self._gaps
-            if gaps.is_concrete(loc) and gaps.is_concrete(param):
+            if gaps.is_concrete(loc, param):
                 self._validate()
 
     def _init_parts(self, loc, param, par, validate_args, xp=None, batch=None):
@@ -642,7 +642,7 @@ class MultivariateNormalDiag(Parameters):
         >>> d[1:3].batch_shape, d[..., 0].batch_shape, d[0, 1].batch_shape
         ((2, 3), (5,), ())
         """
-        key = batch_key(index, len(self.batch_shape))
+        key = batch_key(index, self.batch_shape)
         return self._with(self._full(self._loc)[key], self._full(self._param)[key])
 
     def marginal(self, dims):

@@ -34,7 +34,7 @@ def _parameters(xp, loc, scale, validate_args, suffix=""):
     loc, scale, batch = prepare(loc, scale, "scale" + suffix, xp)
     validate = get_default_validate_args() if validate_args is None else validate_args
     gaps = gaps_for(xp)
-    concrete = gaps.is_concrete(loc) and gaps.is_concrete(scale)
+    concrete = gaps.is_concrete(loc, scale)
     if validate and concrete and not values_ok(loc, scale, SCALE.domain, xp=xp):
         explain(loc, scale, SCALE, xp)
     return loc, scale, batch

@@ -72,18 +72,21 @@ class Gaps:
         """
         return NumpyStream(numpy_generator(seed, self.name), self._xp)
 
-    def is_concrete(self, x) -> bool:
-        """Whether `x` holds values that can be read now (not traced, not lazy).
+    def is_concrete(self, *arrays) -> bool:
+        """Whether every one of `arrays` holds values that can be read now (not traced, lazy).
 
         Probed once per array type (array-api-compat reads one value of an
         unknown library's array to find out); a library's adapter answers
         without probing.
         """
-        t = type(x)
-        lazy = _LAZY_TYPES.get(t)
-        if lazy is None:
-            lazy = _LAZY_TYPES[t] = array_api_compat.is_lazy_array(x)
-        return not lazy
+        for x in arrays:
+            t = type(x)
+            lazy = _LAZY_TYPES.get(t)
+            if lazy is None:
+                lazy = _LAZY_TYPES[t] = array_api_compat.is_lazy_array(x)
+            if lazy:
+                return False
+        return True
 
     def to_host(self, x):
         """`x` as a NumPy array (the host read behind validation messages)."""

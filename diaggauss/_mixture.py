@@ -473,7 +473,7 @@ class MixtureDiag:
         if comps.batch_shape != (*batch, k):
             comps = comps.expand((*batch, k))
         # the component axis (and, for the components, the event axis) stay whole
-        key = batch_key(index, len(batch))
+        key = batch_key(index, batch)
         sub_logits = logits[key]
         sub_comps = comps[key]
         return type(self)._from_parts(sub_logits, sub_comps, self._validate_args)

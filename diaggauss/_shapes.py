@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
+
+import array_api_compat
+
+from ._gaps import gaps_for
 
 __all__ = [
     "batch_key",
@@ -81,27 +86,83 @@ def positive_int(name, value):
     return n
 
 
-def batch_key(index, batch_ndim):
+def batch_key(index, batch_shape):
     """An indexing key for ``(*batch, d)`` arrays that indexes the batch only.
 
     Counts the axes `index` consumes (a boolean array consumes its ndim) and
-    refuses more than the batch has: the event axis is never indexed.
+    refuses more than the batch has: the event axis is never indexed. Integer
+    indices whose values are known are checked against their axis, because
+    some libraries (JAX) clamp out-of-range indices instead of raising.
     """
     idx = index if isinstance(index, tuple) else (index,)
-    used = 0
-    ellipsis = False
-    for i in idx:
-        if i is Ellipsis:
-            ellipsis = True
-        elif i is not None:
-            dtype = getattr(i, "dtype", None)
-            used += i.ndim if dtype is not None and "bool" in str(dtype) else 1
+    batch_ndim = len(batch_shape)
+    consumed = [_axes_consumed(i) for i in idx]
+    used = sum(n for n in consumed if n is not None)
     if used > batch_ndim:
         raise IndexError(
             f"too many indices for a batch of {batch_ndim} dimension(s): {used} given; the "
             f"event axis cannot be indexed, use marginal(dims) for a sub-vector"
         )
+    # entries before an Ellipsis index the leading axes, entries after it the trailing ones
+    cut = next((k for k, n in enumerate(consumed) if n is None), len(idx))
+    axis = 0
+    for i, n in zip(idx[:cut], consumed[:cut], strict=True):
+        _check_in_range(i, axis, batch_shape)
+        axis += n
+    axis = batch_ndim
+    for i, n in zip(idx[cut + 1 :][::-1], consumed[cut + 1 :][::-1], strict=True):
+        axis -= n
+        _check_in_range(i, axis, batch_shape)
+    ellipsis = cut < len(idx)
     return (*idx, slice(None)) if ellipsis else (*idx, Ellipsis, slice(None))
+
+
+def _axes_consumed(i):
+    """How many batch axes index entry `i` consumes (``None`` for an Ellipsis)."""
+    if i is Ellipsis:
+        return None
+    if i is None:
+        return 0
+    dtype = getattr(i, "dtype", None)
+    return i.ndim if dtype is not None and "bool" in str(dtype) else 1
+
+
+def _check_in_range(i, axis, batch_shape):
+    """Raise an `IndexError` if integer index `i` (known values only) is outside its axis."""
+    if isinstance(i, slice | bool) or i is None:
+        return
+    values = _known_ints(i)
+    if not values:
+        return
+    n = batch_shape[axis]
+    bad = [v for v in values if not -n <= v < n]
+    if bad:
+        raise IndexError(
+            f"index {bad[0]} is out of range for batch axis {axis} of size {n} "
+            f"(batch shape {tuple(batch_shape)})"
+        )
+
+
+def _known_ints(i):
+    """The integer values of index entry `i` when they can be read now, else ``[]``."""
+    if isinstance(i, numbers.Integral):  # NumPy integer scalars too
+        return [int(i)]
+    dtype = getattr(i, "dtype", None)
+    if dtype is None:
+        if isinstance(i, list | range) and all(isinstance(v, int) for v in i):
+            return [v for v in i if not isinstance(v, bool)]
+        return []
+    try:
+        xp = array_api_compat.array_namespace(i)
+    except TypeError:
+        return []
+    if not xp.isdtype(dtype, "integral") or not gaps_for(xp).is_concrete(i):
+        return []
+    if i.ndim == 0:
+        return [int(i)]
+    if i.size == 0:
+        return []
+    return [int(xp.min(i)), int(xp.max(i))]
 
 
 def event_dims(dims, d):

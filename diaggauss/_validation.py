@@ -65,6 +65,8 @@ def get_default_validate_args() -> bool:
 def values_ok(loc, param, domain, *, xp) -> bool:
     """Whether `loc` is finite and `param` lies in `domain` ("real" or "positive").
 
+    Called only where the values can be read (``Gaps.is_concrete``).
+
     One host read of four reductions without temporaries: the extremes of
     an array are finite exactly when no value is NaN or infinite (NaN
     propagates through ``min`` and ``max``), and a positive minimum makes a
@@ -82,26 +84,29 @@ def few_values_ok(loc_values, param_values, domain) -> bool:
     """`values_ok` of nested lists of Python floats (from ``tolist()``)."""
     loc_values = _flat(loc_values)
     param_values = _flat(param_values)
-    # A finite total means no NaN and no infinity among the terms: two C-level
-    # reductions instead of a Python test per value. A total that overflows
-    # (or a non-positive spread) gets the exact test.
-    positive = domain == "positive"
-    if math.isfinite(sum(loc_values) + sum(param_values)) and (
-        not positive or not param_values or min(param_values) > 0.0
+    # A finite total means no NaN and no infinity among the terms: C-level
+    # reductions instead of a Python test per value (``t - t`` is 0 only for a
+    # finite ``t``). A total that overflows, or a non-positive spread, gets the
+    # exact test (so does an empty spread: ``min(..., default=)`` costs twice ``min``).
+    total = sum(loc_values) + sum(param_values)
+    if total - total == 0.0 and (
+        domain != "positive" or (param_values and min(param_values) > 0.0)
     ):
         return True
     if not all(map(math.isfinite, loc_values)):
         return False
-    if not positive:
+    if domain != "positive":
         return all(map(math.isfinite, param_values))
     return all(0.0 < v < math.inf for v in param_values)
 
 
 def _flat(values):
     """Flatten the nested lists of ``tolist()`` (a reshape costs more)."""
-    if not isinstance(values, list):  # tolist() of a 0-d array
+    if values.__class__ is not list:  # tolist() of a 0-d array
         return [values]
-    while values and isinstance(values[0], list):
+    if len(values) == 1 and values[0].__class__ is list:  # one row: the per-step case
+        values = values[0]
+    while values and values[0].__class__ is list:
         values = [v for row in values for v in row]
     return values
 

@@ -10,6 +10,8 @@ XLA's fusion).
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -35,8 +37,11 @@ class JaxGaps(Gaps):
     def random_stream(self, seed, draws=None):
         return JaxStream(key(seed), draws)
 
-    def is_concrete(self, x) -> bool:
-        return not isinstance(x, _Tracer)
+    def is_concrete(self, *arrays) -> bool:
+        for x in arrays:  # noqa: SIM110  (a loop, not all(): this runs on every construction)
+            if isinstance(x, _Tracer):
+                return False
+        return True
 
     def to_host(self, x):
         import numpy as np
@@ -90,7 +95,8 @@ def key(seed):
             "sampling JAX arrays needs a key: pass seed=jax.random.key(0) (or a legacy "
             "jax.random.PRNGKey(0)); JAX has no global random state"
         )
-    if isinstance(seed, int) and not isinstance(seed, bool):
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):  # NumPy ints too
+        seed = int(seed)
         if not -(2**63) <= seed < 2**64:
             raise SeedError(f"seed must be an int in [-2**63, 2**64) for a JAX key; got {seed}")
         return jax.random.key(seed)

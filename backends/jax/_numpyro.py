@@ -10,10 +10,13 @@ registered against itself and numpyro's ``Independent(Normal)``.
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as nd
 from numpyro.distributions import constraints
+from numpyro.distributions.batch_util import vmap_over
 from numpyro.distributions.kl import kl_divergence
 from numpyro.distributions.util import validate_sample
 
@@ -66,7 +69,8 @@ class NumpyroMultivariateNormalDiag(nd.Distribution):
         **{p.name: _CONSTRAINTS[p.domain] for p in PARAMETERISATIONS.values()},
     }
     support = constraints.real_vector
-    reparametrized_params = ("loc", "scale")
+    # numpyro's has_rsample is ``set(reparametrized_params) == set(arg_constraints)``
+    reparametrized_params = tuple(arg_constraints)
     pytree_data_fields = ("loc", "_param")
     pytree_aux_fields = ("_kind",)
 
@@ -79,7 +83,9 @@ class NumpyroMultivariateNormalDiag(nd.Distribution):
         with jax.ensure_compile_time_eval():
             par = PARAMETERISATIONS[kind]
             core = MultivariateNormalDiag._build(_jax_array(loc), _jax_array(param), par, False)
-        self.loc, self._param, self._kind = core._full(core._loc), core._full(core._param), kind
+            # broadcast here too: a broadcast outside would turn constants into tracers
+            self.loc, self._param = core._full(core._loc), core._full(core._param)
+        self._kind = kind
         super().__init__(tuple(core.batch_shape), tuple(core.event_shape), validate_args=False)
         self._validate_args = validate
         if validate:
@@ -226,6 +232,22 @@ def _as_core(d):
 
 def _kl(p, q):
     return _as_core(p).kl_divergence(_as_core(q))
+
+
+@vmap_over.register
+def _vmap_over(
+    dist: NumpyroMultivariateNormalDiag,
+    loc=None,
+    scale=None,
+    log_scale=None,
+    variance=None,
+    precision=None,
+):
+    """The rule of numpyro's ``vmap_over``: the spread, whichever name maps it, is one array."""
+    spread = next((a for a in (scale, log_scale, variance, precision) if a is not None), None)
+    axes = copy.copy(dist)
+    axes.loc, axes._param = loc, spread
+    return axes
 
 
 # numpyro dispatches KL with multipledispatch

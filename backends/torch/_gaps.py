@@ -29,10 +29,15 @@ class TorchGaps(Gaps):
     def random_stream(self, seed, draws=None):
         return TorchStream(seed)
 
-    def is_concrete(self, x) -> bool:
+    def is_concrete(self, *arrays) -> bool:
         # Traced (torch.compile), transformed (torch.func) or meta tensors
         # have no values to read; validation skips them, as torch does.
-        return not (_is_compiling() or _is_wrapped(x) or x.is_meta)
+        if _is_compiling():
+            return False
+        for x in arrays:  # noqa: SIM110  (a loop, not all(): this runs on every construction)
+            if _is_wrapped(x) or x.is_meta:
+                return False
+        return True
 
     def to_host(self, x):
         x = x.detach()
@@ -46,8 +51,8 @@ class TorchGaps(Gaps):
         # replayed side effect; functorch transforms batch only what was
         # built inside them.
         return not (
-            _is_compiling()
-            or source.numel() < CACHE_MIN_ELEMENTS
+            source.numel() < CACHE_MIN_ELEMENTS  # first: the common small case answers at once
+            or _is_compiling()
             or source.requires_grad
             or _is_wrapped(source)
         )
