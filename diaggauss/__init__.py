@@ -22,6 +22,7 @@ from ._distribution import (
     get_default_validate_args,
     set_default_validate_args,
 )
+from ._estimator import GaussianMixtureDiag
 from ._fit import FitInfo, fit, fit_mixture
 from ._functional import (
     cdf,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FitInfo",
+    "GaussianMixtureDiag",
     "MixtureDiag",
     "MultivariateNormalDiag",
     "SeedError",

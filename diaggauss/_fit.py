@@ -7,17 +7,15 @@ import math
 
 from ._distribution import MultivariateNormalDiag, get_default_validate_args
 from ._dtypes import finish, work_dtype
-from ._em import e_step, em_step, m_step
+from ._em import design, e_step, em_step, m_step, natural, needs_float64
 from ._gaps import gaps_for
-from ._kmeans import initial_responsibilities
+from ._kmeans import INITS, initial_responsibilities
 from ._mixture import MixtureDiag
 from ._namespace import as_array, device_of, get_namespace
 from ._shapes import broadcast_shapes
 from ._validation import check_array
 
 __all__ = ["FitInfo", "fit", "fit_mixture"]
-
-INITS = ("kmeans", "kmeans++", "random")
 
 
 def _points_and_weights(x, weights, xp, *, name="x", batched=True):
@@ -54,9 +52,12 @@ def _points_and_weights(x, weights, xp, *, name="x", batched=True):
 def fit(x, weights=None, *, min_scale=0.0, xp=None, validate_args=None):
     """The weighted maximum-likelihood diagonal Gaussian of points `x`.
 
-    Mean and biased standard deviation, computed in two passes (the variance
-    around the mean, never ``E[x**2] - E[x]**2``), so float32 stays accurate
-    for data far from the origin.
+    Mean and biased standard deviation in one streamed pass: each block of
+    rows gives its weighted count, mean and sum of squared deviations about
+    its own first point, and the blocks are combined exactly (Chan et al.),
+    in float64 where the library has it. So float32 keeps its digits for
+    data far from the origin (within 1e-5 of the float64 answer at an
+    offset of 1e4 standard deviations) and for many points (N = 1e7).
 
     Parameters
     ----------
@@ -82,25 +83,19 @@ def fit(x, weights=None, *, min_scale=0.0, xp=None, validate_args=None):
     (array([1., 2.]), array([1., 1.]))
     """
     x, weights, xp = _points_and_weights(x, weights, xp)
+    if isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)):
+        raise TypeError(f"min_scale must be a real number; got {min_scale!r}")
+    if not 0 <= min_scale < math.inf:
+        raise ValueError(f"min_scale must be non-negative and finite; got {min_scale!r}")
     wd = work_dtype(x.dtype, xp)
     xw = xp.astype(x, wd) if x.dtype != wd else x
     gaps = gaps_for(xp)
     if gaps.is_concrete(x) and not bool(xp.all(xp.isfinite(x))):
         check_array("x", x, xp.isfinite(x), "finite", xp)
-    if weights is None:
-        mean = xp.mean(xw, axis=-2)
-        dev = xw - xp.expand_dims(mean, axis=-2)
-        var = xp.mean(dev * dev, axis=-2)
-    else:
-        w = xp.expand_dims(xp.astype(weights, wd) if weights.dtype != wd else weights, axis=-1)
-        total = xp.sum(w, axis=-2)
-        mean = xp.sum(w * xw, axis=-2) / total
-        dev = xw - xp.expand_dims(mean, axis=-2)
-        var = xp.sum(w * (dev * dev), axis=-2) / total
+    w = None if weights is None else (xp.astype(weights, wd) if weights.dtype != wd else weights)
+    mean, var = _streamed_moments(xw, w, xp)
     scale = xp.sqrt(var)
     if min_scale:
-        if not min_scale > 0:
-            raise ValueError(f"min_scale must be non-negative; got {min_scale!r}")
         scale = xp.maximum(scale, xp.asarray(min_scale, dtype=wd, device=device_of(scale)))
     validate = get_default_validate_args() if validate_args is None else validate_args
     if validate and gaps.is_concrete(scale) and not bool(xp.all(scale > 0)):
@@ -112,6 +107,62 @@ def fit(x, weights=None, *, min_scale=0.0, xp=None, validate_args=None):
         )
     mean, scale = finish(mean, x.dtype, xp), finish(scale, x.dtype, xp)
     return MultivariateNormalDiag(mean, scale, validate_args=validate_args)
+
+
+# Rows per block of `fit`'s pass: at least this many, and sqrt(N) so that no more
+# than sqrt(N) blocks are combined (float32 combines where float64 is missing).
+FIT_BLOCK_ROWS = 256
+
+
+def _block_moments(xb, wb, xp):
+    """Per block (..., C, R, d): count, first point, mean offset from it, squared deviations."""
+    shift = xb[..., :1, :]
+    dev = xb - shift  # exact for points near the shift (Sterbenz), whatever the offset
+    if wb is None:
+        n = xp.full(xb.shape[:-2], float(xb.shape[-2]), dtype=xb.dtype, device=device_of(xb))
+        mdev = xp.mean(dev, axis=-2)
+        dev = dev - mdev[..., None, :]
+        m2 = xp.sum(dev * dev, axis=-2)
+    else:
+        n = xp.sum(wb, axis=-1)
+        safe = xp.where(n > 0, n, xp.ones_like(n))[..., None]
+        mdev = xp.sum(wb[..., None] * dev, axis=-2) / safe
+        dev = dev - mdev[..., None, :]
+        m2 = xp.sum(wb[..., None] * (dev * dev), axis=-2)
+    return n, shift[..., 0, :], mdev, m2
+
+
+def _streamed_moments(x, w, xp):
+    """Weighted mean and biased variance of `x` (..., N, d) over N, blocks combined exactly."""
+    n = x.shape[-2]
+    rows = max(FIT_BLOCK_ROWS, math.isqrt(n))
+    c = n // rows
+    lead = tuple(x.shape[:-2])
+    parts = []
+    if c:
+        main = xp.reshape(x[..., : c * rows, :], (*lead, c, rows, x.shape[-1]))
+        wmain = None if w is None else xp.reshape(w[..., : c * rows], (*lead, c, rows))
+        parts.append(_block_moments(main, wmain, xp))
+    if c * rows < n:
+        tail = x[..., None, c * rows :, :]
+        parts.append(_block_moments(tail, None if w is None else w[..., None, c * rows :], xp))
+    cnt, shift, mdev, m2 = (
+        xp.concat([p[i] for p in parts], axis=-2 if i else -1) if len(parts) > 1 else parts[0][i]
+        for i in range(4)
+    )
+    ref = shift[..., :1, :]
+    # the blocks' means as offsets from the first block's first point: every term is small
+    offset = (shift - ref) + mdev
+    acc = xp.float64 if gaps_for(xp).has_float64() else x.dtype
+    cnt, offset, m2 = (xp.astype(a, acc) for a in (cnt, offset, m2))
+    total = xp.sum(cnt, axis=-1)
+    mean_off = xp.sum(cnt[..., None] * offset, axis=-2) / total[..., None]
+    spread = offset - mean_off[..., None, :]
+    var = (xp.sum(m2, axis=-2) + xp.sum(cnt[..., None] * (spread * spread), axis=-2)) / total[
+        ..., None
+    ]
+    mean = ref[..., 0, :] + xp.astype(mean_off, x.dtype)
+    return mean, xp.astype(var, x.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +216,9 @@ def fit_mixture(
     reg_covar=1e-6,
     seed=None,
     weights=None,
+    weights_init=None,
+    means_init=None,
+    precisions_init=None,
     return_info=False,
     xp=None,
 ):
@@ -174,42 +228,55 @@ def fit_mixture(
     ----------
     x : array of shape (N, d)
     k : int
-        Number of components.
-    init : {"kmeans", "kmeans++", "random"}
-        "kmeans": k-means++ seeding refined by Lloyd iterations, as
-        scikit-learn's default (three such runs, the lowest inertia kept);
-        "kmeans++": the seeding alone; "random": random responsibilities.
+        Number of components, at most N.
+    init : {"kmeans", "k-means++", "random", "random_from_data"}, MixtureDiag or array
+        How each initialisation starts, as scikit-learn's ``init_params``.
+        "kmeans": k-means labels (k-means++ seeding and Lloyd iterations on
+        a sample of at most ``max(8192, 256 k)`` points, the best of three,
+        then Lloyd iterations on all points); "k-means++": each component on
+        its k-means++ seed; "random": random responsibilities;
+        "random_from_data": each component on one random point ("kmeans++"
+        is accepted for "k-means++"). A `MixtureDiag` (K components of
+        dimension d) starts from its weights, means and variances; an array
+        (K, d) gives the starting means (weights and variances then come
+        from the k-means labels).
     n_init : int
         Initialisations to run; the one with the highest final
         log-likelihood is returned.
     max_iter : int
-        EM iterations per initialisation.
+        EM iterations per initialisation; 0 returns the start itself.
     tol : float
         Stop when the mean log-likelihood changes by less than this.
     reg_covar : float
-        Added to every variance (keeps components from collapsing).
+        Added to every variance (keeps components from collapsing). With 0,
+        a component of zero variance raises a `ValueError` naming it.
     seed : optional
         As for `MultivariateNormalDiag.sample`: a NumPy Generator or int, a
         torch Generator or int, a JAX key or int. Deterministic for a given
         seed.
     weights : array of shape (N,), optional
         Non-negative sample weights.
+    weights_init, means_init, precisions_init : arrays, optional
+        Starting weights (K,), means (K, d) or precisions ``1 / variance``
+        (K, d); each replaces that part of the start `init` gives, as in
+        scikit-learn.
     return_info : bool
         Also return a `FitInfo`.
 
     Returns
     -------
     MixtureDiag, or (MixtureDiag, FitInfo)
+        Arrays of `x`'s library, device and dtype.
 
     Notes
     -----
-    The E-step scores all components with one matrix product
-    (`pairwise_log_prob`). The M-step computes each variance around its own
-    mean: with data centred on its weighted mean it uses matrix products, and
-    recomputes exactly (point by point) any component whose variance the
-    expansion could not resolve in the working precision, so float32 never
-    yields negative or zero variances from cancellation. On JAX the step is
-    jitted and the variance is computed directly (XLA fuses it).
+    An iteration is two matrix products over ``[xc**2, xc, 1]`` (the data
+    centred once on its weighted mean) and one exponential, streamed over
+    blocks of rows (`diaggauss._em`). A variance the products cannot resolve
+    in the working precision (a tight component far from the centre) is
+    recomputed around its own mean; an E-step whose expansion error could
+    pass 1e-2 nats runs at float64. On JAX the step is compiled once per
+    shape.
 
     Examples
     --------
@@ -220,22 +287,133 @@ def fit_mixture(
     >>> np.sort(mix.loc[:, 0]).round()
     array([-5.,  5.])
     """
+    run = run_em(
+        x,
+        k,
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        seed=seed,
+        weights=weights,
+        weights_init=weights_init,
+        means_init=means_init,
+        precisions_init=precisions_init,
+        final=return_info or n_init > 1,
+        xp=xp,
+    )
+    if return_info:
+        return run.mixture, run.info
+    return run.mixture
+
+
+def _real(name, value, low, *, integer=False, high=math.inf):
+    kinds = (int,) if integer else (int, float)
+    try:
+        import numpy as np
+
+        kinds = (*kinds, np.integer) if integer else (*kinds, np.integer, np.floating)
+    except ImportError:  # pragma: no cover
+        pass
+    what = "an int" if integer else "a real number"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"{name} must be {what}; got {value!r}")
+    if not low <= value < high:
+        rng = f">= {low}" if high == math.inf else f"in [{low}, {high})"
+        raise ValueError(f"{name} must be {rng} and finite; got {value!r}")
+    return int(value) if integer else float(value)
+
+
+class _Run:
+    __slots__ = ("info", "lower_bound", "mixture")
+
+    def __init__(self, mixture, info, lower_bound):
+        self.mixture, self.info, self.lower_bound = mixture, info, lower_bound
+
+
+def _start_arrays(init, weights_init, means_init, precisions_init, k, d, xp, like):
+    """The user's starting weights, means and variances (each None where not given)."""
+    if isinstance(init, MixtureDiag):
+        if init.num_components != k or init.event_shape != (d,) or init.batch_shape != ():
+            raise ValueError(
+                f"init must be a MixtureDiag of {k} components of dimension {d} with no batch; "
+                f"got {init.num_components} components, event {init.event_shape}, "
+                f"batch {init.batch_shape}"
+            )
+        start = init.to_namespace(xp, device=device_of(like))
+        mxp = start._ns()
+        if weights_init is None:
+            weights_init = mxp.exp(start.log_weights)
+        means_init = start.loc if means_init is None else means_init
+        if precisions_init is None:
+            precisions_init = 1.0 / start.components.variance
+    elif init is not None and not isinstance(init, str):
+        if means_init is not None:
+            raise ValueError("give the starting means as init= or as means_init=, not both")
+        means_init = init
+    out = []
+    for name, value, shape in (
+        ("weights_init", weights_init, (k,)),
+        ("means_init", means_init, (k, d)),
+        ("precisions_init", precisions_init, (k, d)),
+    ):
+        if value is None:
+            out.append(None)
+            continue
+        a = as_array(name, value, xp, dtype=like.dtype, device=device_of(like))
+        if tuple(a.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}; got {tuple(a.shape)}")
+        if gaps_for(xp).is_concrete(a):
+            good = xp.isfinite(a) if name == "means_init" else (a >= 0) & (a < math.inf)
+            if name == "precisions_init":
+                good = good & (a > 0)
+            if not bool(xp.all(good)):
+                want = {"means_init": "finite", "weights_init": "non-negative and finite"}
+                check_array(name, a, good, want.get(name, "positive and finite"), xp)
+            if name == "weights_init" and not bool(xp.sum(a) > 0):
+                raise ValueError("weights_init must not all be zero")
+        out.append(a)
+    return out
+
+
+def run_em(
+    x,
+    k,
+    *,
+    init="kmeans",
+    n_init=1,
+    max_iter=100,
+    tol=1e-3,
+    reg_covar=1e-6,
+    seed=None,
+    weights=None,
+    weights_init=None,
+    means_init=None,
+    precisions_init=None,
+    final=True,
+    verbose=0,
+    xp=None,
+):
+    """`fit_mixture`'s work: the best run's mixture, its `FitInfo` and lower bound."""
     x, weights, xp = _points_and_weights(x, weights, xp, batched=False)
-    n = x.shape[0]
+    n, d = x.shape
     gaps = gaps_for(xp)
     if gaps.is_concrete(x) and not bool(xp.all(xp.isfinite(x))):
         check_array("x", x, xp.isfinite(x), "finite", xp)
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n:
-        raise ValueError(f"k must be an int between 1 and the number of points {n}; got {k!r}")
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}; got {init!r}")
-    for name, value, low in (("n_init", n_init, 1), ("max_iter", max_iter, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be non-negative; got {tol!r}")
-    if not reg_covar >= 0:
-        raise ValueError(f"reg_covar must be non-negative; got {reg_covar!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(
+            f"k must be an int between 1 and the number of points {n} (x has shape {(n, d)}); "
+            f"got {k!r}"
+        )
+    if isinstance(init, str):
+        init = "k-means++" if init == "kmeans++" else init
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, a MixtureDiag or means; got {init!r}")
+    n_init = _real("n_init", n_init, 1, integer=True)
+    max_iter = _real("max_iter", max_iter, 0, integer=True)
+    tol = _real("tol", tol, 0)
+    reg_covar = _real("reg_covar", reg_covar, 0)
     wd = work_dtype(x.dtype, xp)
     xw = xp.astype(x, wd) if x.dtype != wd else x
     w = (
@@ -243,31 +421,93 @@ def fit_mixture(
         if weights is None
         else (xp.astype(weights, wd) if weights.dtype != wd else weights)
     )
-    stream = gaps.random_stream(seed)
+    given = _start_arrays(init, weights_init, means_init, precisions_init, k, d, xp, xw)
+    center = xp.sum(w[:, None] * xw, axis=0, keepdims=True) / xp.sum(w)
+    xa, reach = design(xw, center, xp=xp)
+    method = init if isinstance(init, str) else "kmeans"
+    everything = all(a is not None for a in given)
+    # a start given whole draws nothing (a JAX fit from it needs no key)
+    stream = None if all(a is not None for a in given) else gaps.random_stream(seed)
+    xc, xsq = xa[:, d : 2 * d], xp.sum(xa[:, :d], axis=1)
     best = None
     for attempt in range(n_init):
-        resp = initial_responsibilities(xw, w, k, init, stream, xp)
-        logits, loc, var = m_step(xw, w, resp, reg_covar, xp=xp)
+        if everything:
+            logits = var = mc = None
+        else:
+            resp = initial_responsibilities(xc, xsq, w, k, method, stream, xp)
+            logits, mc, var = m_step(xa, w, resp, reg_covar, xp=xp)
+            del resp
+        logits, mc, var = _replace(logits, mc, var, given, center, xp)
+        _check_variances(var, reg_covar, reach, xp)
         history = []
         converged = False
-        prev = -math.inf
         n_iter = 0
-        for n_iter in range(1, max_iter + 1):  # noqa: B007  (n_iter is reported)
-            ll, logits, loc, var = em_step(xw, w, logits, loc, var, reg_covar, xp=xp)
+        prev = -math.inf
+        for n_iter in range(1, max_iter + 1):
+            ll, logits, mc, var = em_step(xa, w, logits, mc, var, reg_covar, reach=reach, xp=xp)
+            _check_variances(var, reg_covar, reach, xp)
             ll = float(ll)
             history.append(ll)
+            if verbose:
+                print(f"  init {attempt + 1}, iteration {n_iter}: mean log-likelihood {ll:.6g}")
             if abs(ll - prev) < tol:
                 converged = True
                 break
             prev = ll
-        final, _ = e_step(xw, w, logits, loc, var, xp=xp)
-        final = float(final)
-        if best is None or final > best[0]:
-            best = (final, logits, loc, var, n_iter, converged, tuple(history), attempt)
-    final, logits, loc, var, n_iter, converged, history, attempt = best
+        if final or not history:
+            b = natural(logits, mc, var, xp=xp)
+            if needs_float64(reach, mc, var, xp=xp):
+                f64 = xp.float64
+                b = natural(*(xp.astype(a, f64) for a in (logits, mc, var)), xp=xp)
+                xa64 = design(xp.astype(xc, f64), 0.0, xp=xp)[0]
+                score = float(e_step(xa64, xp.astype(w, f64), b, xp=xp)[0])
+            else:
+                score = float(e_step(xa, w, b, xp=xp)[0])
+        else:
+            score = history[-1]
+        if verbose:
+            print(f"init {attempt + 1}: {n_iter} iterations, converged {converged}")
+        lower = history[-1] if history else -math.inf
+        if best is None or score > best[0]:
+            best = (score, logits, mc, var, n_iter, converged, tuple(history), attempt, lower)
+    score, logits, mc, var, n_iter, converged, history, attempt, lower = best
+    loc = mc + center
     mixture = MixtureDiag.from_variance(
         finish(logits, x.dtype, xp), finish(loc, x.dtype, xp), finish(var, x.dtype, xp)
     )
-    if return_info:
-        return mixture, FitInfo(n_iter, final, converged, history, attempt)
-    return mixture
+    return _Run(mixture, FitInfo(n_iter, score, converged, history, attempt), lower)
+
+
+def _replace(logits, mc, var, given, center, xp):
+    """The start, with the parts the user gave in place of the initialisation's."""
+    weights_init, means_init, precisions_init = given
+    if weights_init is not None:
+        p = weights_init / xp.sum(weights_init)
+        # a zero weight is a component switched off: -inf without log(0)'s warning
+        logits = xp.where(
+            p > 0, xp.log(xp.where(p > 0, p, xp.ones_like(p))), xp.full_like(p, -math.inf)
+        )
+    if means_init is not None:
+        mc = means_init - center
+    if precisions_init is not None:
+        var = 1.0 / precisions_init
+    return logits, mc, var
+
+
+def _check_variances(var, reg_covar, reach, xp):
+    """A zero variance (possible only with reg_covar=0) as a named error, not NaN.
+
+    Zero to rounding: below ``(eps * the data's extent)**2``, what is left of
+    points that coincide.
+    """
+    if reg_covar > 0 or not gaps_for(xp).is_concrete(var):
+        return
+    zero = var <= float(xp.finfo(var.dtype).eps) ** 2 * reach[None, :]
+    if not bool(xp.any(zero)):
+        return
+    flat = xp.nonzero(xp.reshape(zero, (-1,)))[0][:16]
+    comps = sorted({int(i) // var.shape[1] for i in flat})
+    raise ValueError(
+        f"reg_covar=0 leaves components {comps} with zero variance (duplicate points or a "
+        "constant column within a component); pass reg_covar > 0 (scikit-learn's default is 1e-6)"
+    )

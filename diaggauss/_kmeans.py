@@ -1,4 +1,14 @@
-"""Initialisation of mixtures: k-means++ seeding and Lloyd iterations, on any backend."""
+"""Initialisation of mixtures: k-means on a sample, k-means++ seeding, random starts.
+
+``init="kmeans"`` is scikit-learn's default made cheaper: k-means++ seeding
+and Lloyd iterations run on a sample of `KMEANS_SAMPLE` points (all of them
+when there are fewer), `KMEANS_RESTARTS` times, the lowest inertia kept;
+then Lloyd iterations on the whole data (at most `KMEANS_FULL_ITER`, one
+matrix product each) settle the assignment. On large data the seeding on
+every point cost more than scikit-learn's whole fit; the sample holds
+enough points per component for the centres, and the full passes fix what
+it misses.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +16,36 @@ import math
 
 from ._namespace import device_of
 
-__all__ = ["initial_responsibilities"]
+__all__ = ["INITS", "initial_responsibilities"]
 
-# k-means runs seeded by k-means++ behind init="kmeans"; the lowest inertia wins.
+INITS = ("kmeans", "k-means++", "random", "random_from_data")
+# k-means runs behind init="kmeans"; the lowest inertia wins.
 KMEANS_RESTARTS = 3
+# Points the seeding and the first Lloyd iterations see: at least this many, or per component.
+KMEANS_SAMPLE = 8192
+KMEANS_SAMPLE_PER_COMPONENT = 256
+# Lloyd iterations on the sample, then on every point.
+KMEANS_SAMPLE_ITER = 100
+KMEANS_FULL_ITER = 3
 
 
-def sq_distances(x, centres, xp):
-    """Squared Euclidean distances (N, C), expanded around the centres' mean."""
-    c0 = xp.mean(centres, axis=0, keepdims=True)
-    xc, cc = x - c0, centres - c0
+def sq_distances(x, xsq, centres, xp):
+    """Squared Euclidean distances (N, C) of points `x` with squared norms `xsq` from `centres`.
+
+    The points are centred on the data's mean, which keeps the expansion accurate.
+    """
     sq = (
-        xp.sum(xc * xc, axis=1)[:, None]
-        + xp.sum(cc * cc, axis=1)[None, :]
-        - 2.0 * (xc @ xp.matrix_transpose(cc))
+        xsq[:, None]
+        + xp.sum(centres * centres, axis=1)[None, :]
+        - 2.0 * (x @ xp.matrix_transpose(centres))
     )
-    return xp.clip(sq, 0.0, None)
+    return xp.where(sq > 0, sq, xp.zeros_like(sq))
+
+
+def _nearest(x, centres, xp):
+    """The nearest centre of each point: the norms of the points do not change it."""
+    score = x @ xp.matrix_transpose(centres) - 0.5 * xp.sum(centres * centres, axis=1)[None, :]
+    return xp.argmax(score, axis=1), score
 
 
 def _sample_indices(p, count, stream, xp):
@@ -32,20 +56,22 @@ def _sample_indices(p, count, stream, xp):
     return xp.clip(idx, 0, p.shape[0] - 1)
 
 
-def kmeans_plusplus(x, w, k, stream, xp):
-    """Greedy k-means++ seeding (2 + log k local trials per centre), as scikit-learn."""
+def kmeans_plusplus(x, xsq, w, k, stream, xp):
+    """Greedy k-means++ seeding (2 + log k local trials per centre), as scikit-learn.
+
+    Returns the indices (K,) of the points chosen.
+    """
     n_local = 2 + int(math.log(k))
-    first = _sample_indices(w, 1, stream, xp)
-    centres = [xp.take(x, first, axis=0)]
-    closest = sq_distances(x, centres[0], xp)[:, 0]
+    chosen = [_sample_indices(w, 1, stream, xp)]
+    closest = sq_distances(x, xsq, xp.take(x, chosen[0], axis=0), xp)[:, 0]
     for _ in range(1, k):
-        candidates = _sample_indices(w * closest, n_local, stream, xp)
-        cand_pts = xp.take(x, candidates, axis=0)
-        d2 = xp.minimum(closest[:, None], sq_distances(x, cand_pts, xp))  # (N, n_local)
+        # all weight on points already chosen (K above the distinct points): any point will do
+        candidates = _sample_indices(w * closest + 1e-30 * w, n_local, stream, xp)
+        d2 = xp.minimum(closest[:, None], sq_distances(x, xsq, xp.take(x, candidates, axis=0), xp))
         best = xp.reshape(xp.argmin(xp.sum(w[:, None] * d2, axis=0)), (1,))
         closest = xp.take(d2, best, axis=1)[:, 0]
-        centres.append(xp.take(cand_pts, best, axis=0))
-    return xp.concat(centres, axis=0)
+        chosen.append(xp.take(candidates, best, axis=0))
+    return xp.concat(chosen, axis=0)
 
 
 def one_hot(labels, k, dtype, xp):
@@ -53,41 +79,76 @@ def one_hot(labels, k, dtype, xp):
     return xp.astype(labels[:, None] == xp.arange(k, device=device_of(labels))[None, :], dtype)
 
 
-def lloyd(x, w, centres, xp, max_iter=30):
+def lloyd(x, xsq, w, centres, xp, max_iter):
     """Lloyd iterations from `centres` until the assignments stop changing.
 
-    Returns the labels and the weighted inertia (sum of squared distances).
+    Returns the centres, the labels and the weighted inertia.
     """
     k = centres.shape[0]
-    d2 = sq_distances(x, centres, xp)
-    labels = xp.argmin(d2, axis=1)
+    labels, score = _nearest(x, centres, xp)
     for _ in range(max_iter):
         onehot = one_hot(labels, k, x.dtype, xp) * w[:, None]
         counts = xp.sum(onehot, axis=0)
         sums = xp.matrix_transpose(onehot) @ x
         safe = xp.where(counts > 0, counts, xp.ones_like(counts))
+        # an empty cluster keeps its centre
         centres = xp.where(counts[:, None] > 0, sums / safe[:, None], centres)
-        d2 = sq_distances(x, centres, xp)
-        new = xp.argmin(d2, axis=1)
+        new, score = _nearest(x, centres, xp)
         if bool(xp.all(new == labels)):
             break
         labels = new
-    inertia = xp.sum(w * xp.min(d2, axis=1))
-    return labels, float(inertia)
+    return centres, labels, float(xp.sum(w * (xsq - 2.0 * xp.max(score, axis=1))))
 
 
-def initial_responsibilities(x, w, k, init, stream, xp):
-    """(N, K) responsibilities to start EM from, by `init` ("kmeans", "kmeans++", "random")."""
+def _sample(x, xsq, w, k, stream, xp):
+    """A sample of the points for the seeding (drawn by weight), or all of them if few."""
+    n = x.shape[0]
+    m = max(KMEANS_SAMPLE, KMEANS_SAMPLE_PER_COMPONENT * k)
+    if n <= m:
+        return x, xsq, w
+    idx = _sample_indices(w, m, stream, xp)
+    ones = xp.ones((m,), dtype=w.dtype, device=device_of(w))
+    return xp.take(x, idx, axis=0), xp.take(xsq, idx, axis=0), ones
+
+
+def kmeans_labels(x, xsq, w, k, stream, xp):
+    """k-means labels (N,): the best of `KMEANS_RESTARTS` runs on a sample, then all points."""
+    xs, ssq, ws = _sample(x, xsq, w, k, stream, xp)
+    best = None
+    for _ in range(KMEANS_RESTARTS):
+        seeds = xp.take(xs, kmeans_plusplus(xs, ssq, ws, k, stream, xp), axis=0)
+        centres, labels, inertia = lloyd(xs, ssq, ws, seeds, xp, KMEANS_SAMPLE_ITER)
+        if best is None or inertia < best[1]:
+            best = (centres, inertia, labels)
+    if xs is x:
+        return best[2]
+    return lloyd(x, xsq, w, best[0], xp, KMEANS_FULL_ITER)[1]
+
+
+def _spikes(indices, n, k, dtype, xp):
+    """(N, K) responsibilities with all of component j's weight on point ``indices[j]``."""
+    rows = xp.arange(n, device=device_of(indices))[:, None] == indices[None, :]
+    return xp.astype(rows, dtype)
+
+
+def initial_responsibilities(x, xsq, w, k, init, stream, xp):
+    """(N, K) responsibilities to start EM from, by `init` (one of `INITS`), as scikit-learn.
+
+    `x` (N, d) is centred on the data's mean, `xsq` its squared norms (N,).
+
+    "kmeans": k-means labels as one-hot rows; "k-means++": each component on
+    its k-means++ seed alone; "random": uniform random rows, normalised;
+    "random_from_data": each component on one distinct point drawn at random.
+    """
     n = x.shape[0]
     if init == "random":
         r = stream.uniform((n, k), x.dtype, device_of(x))
         return r / xp.sum(r, axis=1, keepdims=True)
-    if init == "kmeans++":
-        centres = kmeans_plusplus(x, w, k, stream, xp)
-        return one_hot(xp.argmin(sq_distances(x, centres, xp), axis=1), k, x.dtype, xp)
-    best = None
-    for _ in range(KMEANS_RESTARTS):  # cheap next to EM, and a better start for it
-        labels, inertia = lloyd(x, w, kmeans_plusplus(x, w, k, stream, xp), xp)
-        if best is None or inertia < best[1]:
-            best = (labels, inertia)
-    return one_hot(best[0], k, x.dtype, xp)
+    if init == "k-means++":
+        return _spikes(kmeans_plusplus(x, xsq, w, k, stream, xp), n, k, x.dtype, xp)
+    if init == "random_from_data":
+        # distinct points of positive weight: the k smallest of uniform keys
+        u = stream.uniform((n,), x.dtype, device_of(x))
+        u = xp.where(w > 0, u, xp.full_like(u, 2.0))
+        return _spikes(xp.argsort(u)[:k], n, k, x.dtype, xp)
+    return one_hot(kmeans_labels(x, xsq, w, k, stream, xp), k, x.dtype, xp)

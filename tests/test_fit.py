@@ -102,7 +102,7 @@ def test_kmeans_init_recovers_well_separated_blobs_for_every_seed(three_blobs):
         np.testing.assert_allclose(found, np.sort(centres[:, 0]), atol=0.3, err_msg=f"seed {seed}")
 
 
-@pytest.mark.parametrize("init", ["kmeans", "kmeans++", "random"])
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_inits_and_determinism(three_blobs, init):
     x, _ = three_blobs
     a, ia = dg.fit_mixture(x, 3, init=init, seed=5, return_info=True)
@@ -167,10 +167,24 @@ def test_fit_mixture_errors(three_blobs):
         dg.fit_mixture(x, 0)
     with pytest.raises(ValueError, match="init must be one of"):
         dg.fit_mixture(x, 2, init="kmeans||")
-    with pytest.raises(ValueError, match="n_init must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"n_init must be >= 1 and finite; got 0"):
         dg.fit_mixture(x, 2, n_init=0)
-    with pytest.raises(ValueError, match="reg_covar must be non-negative"):
+    with pytest.raises(ValueError, match=r"reg_covar must be >= 0 and finite; got -1\.0"):
         dg.fit_mixture(x, 2, reg_covar=-1.0)
+    with pytest.raises(ValueError, match="reg_covar must be >= 0 and finite; got inf"):
+        dg.fit_mixture(x, 2, reg_covar=np.inf)
+    with pytest.raises(TypeError, match="tol must be a real number; got None"):
+        dg.fit_mixture(x, 2, tol=None)
+    with pytest.raises(TypeError, match="min_scale must be a real number; got 'a'"):
+        dg.fit(x, min_scale="a")
+    with pytest.raises(TypeError, match="min_scale must be a real number"):
+        dg.fit(x, min_scale=np.ones(2))
+    with pytest.raises(ValueError, match=r"k must be an int between 1 and the number of points"):
+        dg.fit_mixture(x[:3], 4)
+    with pytest.raises(ValueError, match=r"means_init must have shape \(2, 2\); got \(3, 2\)"):
+        dg.fit_mixture(x, 2, means_init=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="precisions_init must be positive and finite"):
+        dg.fit_mixture(x, 2, precisions_init=np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"shape \(N, d\)"):
         dg.fit_mixture(x[None], 2)
     with pytest.raises(dg.SeedError):
@@ -183,3 +197,135 @@ def test_non_finite_data_is_named():
         dg.fit(x)
     with pytest.raises(ValueError, match="x must be finite"):
         dg.fit_mixture(x, 2)
+
+
+# -- issue 12: fit statistics far from the origin and over many points, in float32 ------------
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_float32_within_1e5_of_float64(xp, rng, weighted):
+    """1e4 standard deviations from the origin; the float64 NumPy answer is the reference."""
+    for n, offset in ((1000, 1e4), (300_001, 1e4), (1_000_000, 3.0)):
+        x = (offset + 0.01 * rng.normal(size=(n, 3))).astype(np.float32)
+        if offset == 3.0:
+            x = (rng.normal(size=(n, 3)) * 2 + offset).astype(np.float32)
+        w = rng.uniform(0.5, 2, size=n).astype(np.float32) if weighted else None
+        x64 = x.astype(np.float64)
+        w64 = np.ones(n) if w is None else w.astype(np.float64)
+        mean = (w64[:, None] * x64).sum(0) / w64.sum()
+        sd = np.sqrt((w64[:, None] * (x64 - mean) ** 2).sum(0) / w64.sum())
+        d = dg.fit(asarray(xp, x), None if w is None else asarray(xp, w))
+        np.testing.assert_allclose(to_numpy(d.loc), mean, rtol=1e-6, err_msg=f"{n}, {offset}")
+        np.testing.assert_allclose(to_numpy(d.scale), sd, rtol=1e-5, err_msg=f"{n}, {offset}")
+
+
+def test_m_step_statistics_float32_within_1e5_of_float64(rng):
+    """The M-step's sums over 1e6 float32 rows far from the origin keep 1e-5 of float64's."""
+    from diaggauss import _em
+    from diaggauss._namespace import numpy_namespace
+
+    xp = numpy_namespace()
+    n = 1_000_000
+    x = np.concatenate([rng.normal(0, 1, (n // 2, 4)), rng.normal(6, 2, (n // 2, 4))]) + 1e4
+    x32 = x.astype(np.float32)
+    resp = rng.dirichlet([1.0, 1.0], size=n)
+    x64 = x32.astype(np.float64)
+    nk = resp.sum(0)
+    mean = resp.T @ x64 / nk[:, None]
+    var = np.stack([(resp[:, k, None] * (x64 - mean[k]) ** 2).sum(0) for k in range(2)])
+    var = var / nk[:, None]
+    center = x32.mean(0, keepdims=True)
+    xa, _ = _em.design(x32, center, xp=xp)
+    w = np.ones(n, np.float32)
+    logits, mc, v = _em.m_step(xa, w, resp.astype(np.float32), 0.0, xp=xp)
+    np.testing.assert_allclose(np.exp(logits), nk / n, rtol=1e-5)
+    np.testing.assert_allclose(mc + center, mean, rtol=1e-6)
+    np.testing.assert_allclose(v, var, rtol=1e-5)
+
+
+# -- issue 13: starts, max_iter=0, edge cases ------------------------------------------------
+
+
+def test_user_start_and_max_iter_zero(three_blobs):
+    x, centres = three_blobs
+    means = centres + 0.5
+    mix, info = dg.fit_mixture(x, 3, init=means, max_iter=0, return_info=True)  # an array init
+    assert info.n_iter == 0
+    assert not info.converged
+    assert info.history == ()
+    # the start: k-means weights and variances, the given means
+    np.testing.assert_allclose(mix.loc, means)
+    start = dg.MixtureDiag.from_variance(np.log([0.2, 0.3, 0.5]), means, np.full((3, 2), 2.0))
+    same = dg.fit_mixture(x, 3, init=start, max_iter=0)
+    np.testing.assert_allclose(same.weights, [0.2, 0.3, 0.5])
+    np.testing.assert_allclose(same.components.variance, np.full((3, 2), 2.0))
+    prec = dg.fit_mixture(x, 3, precisions_init=np.full((3, 2), 0.25), max_iter=0)
+    np.testing.assert_allclose(prec.components.variance, np.full((3, 2), 4.0))
+    fitted = dg.fit_mixture(x, 3, init=start, tol=1e-8)
+    np.testing.assert_allclose(np.sort(fitted.loc[:, 0]), np.sort(centres[:, 0]), atol=0.3)
+
+
+def _float64_em(x, logits, loc, var, reg, iters):
+    """A float64 NumPy EM written out directly: the reference."""
+    for _ in range(iters):
+        lp = -0.5 * (((x[:, None, :] - loc) ** 2) / var + np.log(2 * np.pi * var)).sum(-1)
+        joint = lp + logits - special.logsumexp(logits)
+        resp = np.exp(joint - special.logsumexp(joint, axis=1, keepdims=True))
+        nk = resp.sum(0) + 10 * np.finfo(float).eps
+        loc = resp.T @ x / nk[:, None]
+        var = np.stack([(resp[:, k, None] * (x - loc[k]) ** 2).sum(0) for k in range(len(nk))])
+        var = var / nk[:, None] + reg
+        logits = np.log(nk / nk.sum())
+    return logits, loc, var
+
+
+def test_em_iterations_match_a_float64_reference(xp, backend, rng):
+    if str(backend) == "dask":
+        pytest.skip("EM on Dask recomputes the graph every iteration")
+    x = np.concatenate([rng.normal(-2, 1, (300, 3)), rng.normal(2, 0.5, (200, 3))])
+    start = dg.MixtureDiag.from_variance(np.log([0.5, 0.5]), x[[0, -1]], np.ones((2, 3)))
+    mix = dg.fit_mixture(asarray(xp, x), 2, init=start, max_iter=7, tol=0.0)
+    logits, loc, var = _float64_em(x, np.log([0.5, 0.5]), x[[0, -1]], np.ones((2, 3)), 1e-6, 7)
+    assert_close(mix.loc, loc, xp=xp, rtol=1e-9, atol=1e-12)
+    assert_close(mix.components.variance, var, xp=xp, rtol=1e-9)
+    assert_close(mix.logits, logits, xp=xp, rtol=1e-9, atol=1e-12)
+
+
+def test_edge_cases_give_results_or_named_errors(rng):
+    x = rng.normal(size=(50, 3))
+    # duplicate points: every variance at the floor, nothing NaN
+    dup = np.repeat(x[:2], 25, axis=0)
+    mix = dg.fit_mixture(dup, 3, seed=0)
+    assert np.all(np.isfinite(mix.loc))
+    assert np.all(mix.components.variance >= 1e-6)
+    with pytest.raises(ValueError, match=r"reg_covar=0 leaves components .* zero variance"):
+        dg.fit_mixture(dup, 2, seed=0, reg_covar=0.0)
+    # a constant column stays at the floor; the others fit
+    const = x.copy()
+    const[:, 1] = 3.0
+    mix = dg.fit_mixture(const, 2, seed=0)
+    np.testing.assert_allclose(mix.components.variance[:, 1], 1e-6, rtol=1e-6)
+    np.testing.assert_allclose(mix.loc[:, 1], 3.0)
+    # a component switched off by a -inf logit (zero weight) stays finite
+    start = dg.MixtureDiag.from_variance(np.array([0.0, -np.inf]), x[:2], np.ones((2, 3)))
+    mix = dg.fit_mixture(x, 2, init=start)
+    assert np.all(np.isfinite(mix.loc))
+    assert np.all(np.isfinite(mix.components.variance))
+    assert mix.weights[1] < 1e-10
+    # K == N: each point its own component, variance at the floor
+    mix = dg.fit_mixture(x[:4], 4, seed=0)
+    assert np.all(np.isfinite(mix.logits))
+
+
+def test_digits_like_constant_columns_never_take_the_exact_path(monkeypatch, rng):
+    """8-bit data with constant columns: the variance floor hides the rounding, no fallback."""
+    from diaggauss import _em
+
+    x = np.floor(rng.uniform(0, 17, size=(600, 16)) * (rng.uniform(size=(600, 16)) > 0.6))
+    x[:, :3] = 0.0
+    x[:, 3] = 7.0
+    calls = []
+    real = _em._exact_variance
+    monkeypatch.setattr(_em, "_exact_variance", lambda *a: calls.append(1) or real(*a))
+    dg.fit_mixture(x, 6, seed=0)
+    assert calls == []
