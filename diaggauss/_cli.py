@@ -264,3 +264,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"diaggauss: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's choice, not a failure to report: one line, the shell's 128 + SIGINT
+        print(f"\ndiaggauss: {args.command or 'demo'} interrupted", file=sys.stderr)
+        return 130

@@ -159,3 +159,48 @@ def test_missing_framework_exits_2(command):
     assert result.returncode == 2
     assert "not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("args", "started"),
+    [
+        # bench draws its progress bar on stderr once its workers start
+        (["bench", "--quick", "--backends", "numpy"], "stderr"),
+        # check prints its table at the end: interrupt it while it runs
+        (["check", "--checks", "values,gradients"], 3.0),
+    ],
+    ids=["bench", "check"],
+)
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, args, started):
+    import select
+    import signal
+    import time
+
+    if args[0] == "bench":
+        args = [*args, "--out", str(tmp_path)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diaggauss", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(tmp_path),
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )
+    try:
+        if started == "stderr":
+            ready, _, _ = select.select([proc.stderr], [], [], 120)
+            assert ready, "bench printed nothing in 120 s"
+            time.sleep(0.5)
+        else:
+            time.sleep(started)
+        assert proc.poll() is None, "the command ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    err = err.decode()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-1] == f"diaggauss: {args[0]} interrupted", err
+    assert not [line for line in lines if "interrupt" in line.lower()][:-1], err

@@ -78,13 +78,17 @@ def _worker(backend: str, quick: bool, tiny: bool, device: str, progress) -> lis
     with subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(backend)
     ) as proc:
-        for line in proc.stdout:
-            msg = json.loads(line)
-            if "count" in msg:
-                progress.add(msg["count"], backend)
-                continue
-            progress.step(backend, msg)
-            rows.append(msg)
+        try:
+            for line in proc.stdout:
+                msg = json.loads(line)
+                if "count" in msg:
+                    progress.add(msg["count"], backend)
+                    continue
+                progress.step(backend, msg)
+                rows.append(msg)
+        except BaseException:  # Ctrl-C sent to this process alone: the worker must not outlive it
+            proc.kill()
+            raise
         stderr = proc.stderr.read()
     if proc.returncode != 0:
         raise BenchError(f"the {backend} worker failed: {stderr.strip().splitlines()[-1:]}")

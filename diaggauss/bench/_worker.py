@@ -55,4 +55,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the parent reports the interruption, in one line
+        sys.exit(130)
