@@ -83,13 +83,13 @@ def _acc_dtype(dtype, xp):
     return xp.float64 if gaps_for(xp).has_float64() else dtype
 
 
-def normalise(joint, xp):
-    """Normalised responsibilities and the log normaliser of one block of joint densities."""
-    top = xp.max(joint, axis=-1, keepdims=True)
+def normalise(joint, axis, xp):
+    """Unnormalised responsibilities, their sums and the log normaliser along `axis`."""
+    top = xp.max(joint, axis=axis, keepdims=True)
     # a point every component rules out (all -inf) keeps a finite shift
     top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
     e = xp.exp(joint - top)
-    total = xp.sum(e, axis=-1, keepdims=True)
+    total = xp.sum(e, axis=axis, keepdims=True)
     return e, total, top + xp.log(total)
 
 
@@ -99,7 +99,7 @@ def _blocks(n, rows):
 
 def e_step(xa, w, b, *, xp):
     """Weighted mean log-likelihood and the (N, K) responsibilities, given ``b = natural(...)``."""
-    e, total, norm = normalise(xa @ b, xp)
+    e, total, norm = normalise(xa @ b, -1, xp)
     return xp.sum(w * norm[:, 0]) / xp.sum(w), e / total
 
 
@@ -139,22 +139,23 @@ def em_step(xa, w, logits, mc, var, reg_covar, *, reach=None, xp):
             xp=xp,
         )
         return tuple(xp.astype(a, wd) for a in out)
-    b = natural(logits, mc, var, xp=xp)
+    # component-major blocks (K, rows): NumPy reduces over a leading axis at memory speed,
+    # over a short trailing one several times slower
+    bt = xp.matrix_transpose(natural(logits, mc, var, xp=xp))
     acc = _acc_dtype(wd, xp)
     ll = xp.zeros((), dtype=acc, device=device_of(xa))
-    sums = xp.zeros((b.shape[1], xa.shape[1]), dtype=acc, device=device_of(xa))
-    for i, j in _blocks(xa.shape[0], _rows(xa, b.shape[1])):
+    sums = xp.zeros((bt.shape[0], xa.shape[1]), dtype=acc, device=device_of(xa))
+    for i, j in _blocks(xa.shape[0], _rows(xa, bt.shape[0])):
         block = xa[i:j, :]
-        e, total, norm = normalise(block @ b, xp)
-        wi = w[i:j]
-        ll = ll + xp.astype(xp.sum(wi * norm[:, 0]), acc)
-        rw = e * (wi[:, None] / total)
-        sums = sums + xp.astype(xp.matrix_transpose(rw) @ block, acc)
+        e, total, norm = normalise(bt @ xp.matrix_transpose(block), 0, xp)
+        wi = w[None, i:j]
+        ll = ll + xp.astype(xp.sum(wi * norm), acc)
+        sums = sums + xp.astype((e * (wi / total)) @ block, acc)
     ll = xp.astype(ll / xp.astype(xp.sum(w), acc), wd)
 
     def resp(i, j):
-        e, total, _ = normalise(xa[i:j, :] @ b, xp)
-        return e * (w[i:j, None] / total)
+        e, total, _ = normalise(bt @ xp.matrix_transpose(xa[i:j, :]), 0, xp)
+        return xp.matrix_transpose(e * (w[None, i:j] / total))
 
     return (ll, *statistics(xa, sums, resp, reg_covar, xp=xp))
 

@@ -434,9 +434,15 @@ def run_em(
         if everything:
             logits = var = mc = None
         else:
-            resp = initial_responsibilities(xc, xsq, w, k, method, stream, xp)
-            logits, mc, var = m_step(xa, w, resp, reg_covar, xp=xp)
-            del resp
+            logits, mc, var = _best_start(
+                initial_responsibilities(xc, xsq, w, k, method, stream, xp),
+                xa,
+                w,
+                reg_covar,
+                tol,
+                reach,
+                xp,
+            )
         logits, mc, var = _replace(logits, mc, var, given, center, xp)
         _check_variances(var, reg_covar, reach, xp)
         history = []
@@ -476,6 +482,33 @@ def run_em(
         finish(logits, x.dtype, xp), finish(loc, x.dtype, xp), finish(var, x.dtype, xp)
     )
     return _Run(mixture, FitInfo(n_iter, score, converged, history, attempt), lower)
+
+
+# EM iterations (at most) each distinct k-means start runs before the best one is kept:
+# the likelihood, not the inertia, tells the better start (digits: +1.9 nats a point).
+SCREEN_ITER = 10
+
+
+def _best_start(candidates, xa, w, reg_covar, tol, reach, xp):
+    """The start from the candidate whose mixture is best after `SCREEN_ITER` EM iterations.
+
+    Those iterations are part of the initialisation (not counted in ``n_iter``).
+    """
+    best = None
+    for resp in candidates:
+        start = m_step(xa, w, resp, reg_covar, xp=xp)
+        if len(candidates) == 1:
+            return start
+        prev = -math.inf
+        for _ in range(SCREEN_ITER):
+            ll, *start = em_step(xa, w, *start, reg_covar, reach=reach, xp=xp)
+            if abs(float(ll) - prev) < tol:
+                break
+            prev = float(ll)
+        score = float(e_step(xa, w, natural(*start, xp=xp), xp=xp)[0])
+        if best is None or score > best[0]:
+            best = (score, start)
+    return best[1]
 
 
 def _replace(logits, mc, var, given, center, xp):

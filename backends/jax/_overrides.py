@@ -50,7 +50,7 @@ def log_prob_from_log_scale(x, loc, log_scale, *, xp):
 @jax.jit
 def _em_step(xa, w, logits, mc, var, reg_covar):
     b = _em.natural(logits, mc, var, xp=jnp)
-    e, total, norm = _em.normalise(xa @ b, jnp)
+    e, total, norm = _em.normalise(xa @ b, -1, jnp)
     ll = jnp.sum(w * norm[:, 0]) / jnp.sum(w)
     rw = e * (w[:, None] / total)
     logits, mc, var, nk, unresolved = _em.moments(rw.T @ xa, xa.dtype, reg_covar, xp=jnp)
