@@ -399,8 +399,6 @@ def run_em(
     x, weights, xp = _points_and_weights(x, weights, xp, batched=False)
     n, d = x.shape
     gaps = gaps_for(xp)
-    if gaps.is_concrete(x) and not bool(xp.all(xp.isfinite(x))):
-        check_array("x", x, xp.isfinite(x), "finite", xp)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(
             f"k must be an int between 1 and the number of points {n} (x has shape {(n, d)}); "
@@ -422,13 +420,19 @@ def run_em(
         else (xp.astype(weights, wd) if weights.dtype != wd else weights)
     )
     given = _start_arrays(init, weights_init, means_init, precisions_init, k, d, xp, xw)
-    center = xp.sum(w[:, None] * xw, axis=0, keepdims=True) / xp.sum(w)
+    wsum = xp.sum(w)
+    center = xp.mean(xw, axis=0, keepdims=True) if weights is None else (w[None, :] @ xw) / wsum
     xa, reach = design(xw, center, xp=xp)
+    # a NaN or infinity anywhere reaches the centre or the largest square: one read, and
+    # the full check (naming the index) only then
+    if gaps.is_concrete(reach) and not bool(xp.all(xp.isfinite(reach))):
+        check_array("x", x, xp.isfinite(x), "finite", xp)
     method = init if isinstance(init, str) else "kmeans"
     everything = all(a is not None for a in given)
     # a start given whole draws nothing (a JAX fit from it needs no key)
     stream = None if all(a is not None for a in given) else gaps.random_stream(seed)
-    xc, xsq = xa[:, d : 2 * d], xp.sum(xa[:, :d], axis=1)
+    ones = xp.ones((d, 1), dtype=wd, device=device_of(x))
+    xc, xsq = xa[:, d : 2 * d], (xa[:, :d] @ ones)[:, 0]
     best = None
     for attempt in range(n_init):
         if everything:
