@@ -20,7 +20,7 @@ def _blocks(name):
     return [(lang, body) for lang, body in _FENCE.findall((DOCS / name).read_text())]
 
 
-@pytest.mark.parametrize("guide", ["guide-port-vae.md"])
+@pytest.mark.parametrize("guide", ["guide-port-vae.md", "guide-from-sklearn.md"])
 def test_guide_runs_as_written(guide):
     pytest.importorskip("torch")
     pytest.importorskip("jax")
