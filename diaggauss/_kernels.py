@@ -245,5 +245,11 @@ def logsumexp(a, axis, xp):
 
 
 def log_softmax(a, axis, xp):
-    """``a - logsumexp(a)`` along `axis`."""
-    return a - xp.expand_dims(logsumexp(a, axis, xp), axis=axis)
+    """``a - logsumexp(a)`` along `axis`.
+
+    Shifted first: at ``|a| ~ 1e40`` the sum ``max + log(sum(...))`` would
+    round the log away and every entry would come out 0 (rows summing to K).
+    """
+    m = xp.max(a, axis=axis, keepdims=True)
+    shifted = a - xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))

@@ -400,9 +400,45 @@ class MixtureDiag:
         array([[1., 0.],
                [0., 1.]])
         """
-        m, joint = self._joint(x)
+        m, x, sample = self._points(x)
         xp = m._ns()
-        return xp.exp(log_softmax(joint, -1, xp))
+        lp = m._component_log_prob(x, sample)
+        joint = lp + ranked(m.log_weights, lp.ndim, xp)
+        resp = xp.exp(log_softmax(joint, -1, xp))
+        # A point so far out that every log density underflows to -inf (1e200 in
+        # float64) would get 0/0; its responsibilities are exact in another form.
+        lost = xp.all(joint == -math.inf, axis=-1, keepdims=True)
+        lost = lost & xp.all(xp.isfinite(x), axis=-1, keepdims=True)
+        if gaps_for(xp).is_concrete(lost) and not bool(xp.any(lost)):
+            return resp
+        return xp.where(lost, m._far_responsibilities(x), resp)
+
+    def _far_responsibilities(self, x):
+        """Responsibilities of points whose every log density underflows.
+
+        With ``s = max |x_j|`` and ``u = x / s``, the quadratic term of component
+        k is ``s**2 A_k + s B_k + C_k``: ``A_k = sum(u**2 / v_k)``, ``B_k = -2
+        sum(u m_k / v_k)``, ``C_k = sum(m_k**2 / v_k)`` (``v`` the variances). At
+        such ``s`` any difference in ``A`` outweighs every other term, then any
+        difference in ``B``; among components that tie in both, the rest of the
+        log density, ``log w_k - sum(log s_k) - C_k / 2``, is exact. No term
+        overflows.
+        """
+        xp = self._ns()
+        comps = self._components
+        s = xp.max(xp.abs(x), axis=-1, keepdims=True)
+        u = (x / xp.where(s > 0, s, 1.0))[..., None, :]  # (*sample, *batch, 1, d)
+        prec, loc = comps.precision, comps.loc  # (*batch, K, d)
+        a = xp.sum(u * u * prec, axis=-1)
+        b = -2.0 * xp.sum(u * (loc * prec), axis=-1)
+        rest = self.log_weights - xp.sum(comps.log_scale, axis=-1)
+        rest = ranked(rest - 0.5 * xp.sum(loc * loc * prec, axis=-1), a.ndim, xp)
+        live = rest > -math.inf
+        a = xp.where(live, a, math.inf)
+        live = live & (a == xp.min(a, axis=-1, keepdims=True))
+        b = xp.where(live, b, math.inf)
+        live = live & (b == xp.min(b, axis=-1, keepdims=True))
+        return xp.exp(log_softmax(xp.where(live, rest, -math.inf), -1, xp))
 
     def log_cdf(self, x):
         """Log of ``P(X <= x)``: ``logsumexp_k(log w_k + log_cdf_k(x))``."""
@@ -504,6 +540,16 @@ class MixtureDiag:
         (4,)
         """
         batch_shape = normalize_sample_shape(batch_shape, "batch_shape")
+        current = tuple(self.batch_shape)
+        try:
+            ok = broadcast_shapes(current, batch_shape) == batch_shape
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"cannot expand batch_shape={current} to {batch_shape}: each dimension must "
+                f"match or be 1 in the current batch shape"
+            )
         k = self.num_components
         logits = self._ns().broadcast_to(self._logits, (*batch_shape, k))
         comps = self._components.expand((*batch_shape, k))

@@ -14,6 +14,7 @@ import copy
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro.distributions as nd
 from numpyro.distributions import constraints
 from numpyro.distributions.batch_util import vmap_over
@@ -193,7 +194,14 @@ class NumpyroMultivariateNormalDiag(nd.Distribution):
 
 def _jax_array(a):
     """`a` as a JAX array (NumPy data, Python numbers), or as it is (tracers, JAX arrays)."""
-    return a if isinstance(a, jax.Array) else jnp.asarray(a)
+    if a is None or isinstance(a, jax.Array):  # None: the core names the missing argument
+        return a
+    dtype = getattr(a, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(a).dtype
+    if np.dtype(dtype).kind not in "biuf":  # complex, dates, text: the core names the argument
+        return a
+    return jnp.asarray(a)
 
 
 def _constructor(par):
