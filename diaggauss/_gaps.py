@@ -173,6 +173,7 @@ ADAPTERS = (
         "diaggauss.backends.jax",
         ("jax", "jaxlib", "distrax", "numpyro", "tensorflow_probability"),
     ),
+    (array_api_compat.is_dask_namespace, "diaggauss.backends.dask", ("dask",)),
 )
 
 _BY_NAMESPACE: dict[int, tuple[Any, Gaps]] = {}
