@@ -119,8 +119,21 @@ def needs_float64(reach, mc, var, *, xp) -> bool:
         return False
     if not gaps.is_concrete(mc):
         return False
-    bound = xp.max(xp.sum((reach[None, :] + mc * mc) / var, axis=-1))
+    # A point's responsibility for component k matters where it lies within
+    # `_maha_reach` of it, so there ``xc**2 <= 2 mc**2 + 2 (x - m)**2``; the data's
+    # largest squares `reach` bound it too. The bound of all points at once
+    # (reach alone) sent ordinary blobs (K = 64, d = 64) to float64.
+    d = mc.shape[-1]
+    near = 2 * xp.sum(mc * mc / var, axis=-1) + 2 * _maha_reach(d)
+    anywhere = xp.sum(reach[None, :] / var, axis=-1)
+    own = xp.sum(mc * mc / var, axis=-1)
+    bound = xp.max(xp.minimum(near, anywhere) + own)
     return not bool(8 * float(xp.finfo(wd).eps) * float(bound) <= ESTEP_ERROR_LIMIT)
+
+
+def _maha_reach(d):
+    """A squared Mahalanobis distance few points of a component pass (chi-square, d dof)."""
+    return d + 8 * math.sqrt(2 * d) + 20
 
 
 @overridable

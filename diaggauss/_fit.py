@@ -438,8 +438,10 @@ def run_em(
         if everything:
             logits = var = mc = None
         else:
+            candidates, rows = initial_responsibilities(xc, xsq, w, k, method, stream, xp)
             logits, mc, var = _best_start(
-                initial_responsibilities(xc, xsq, w, k, method, stream, xp),
+                candidates,
+                rows,
                 xa,
                 w,
                 reg_covar,
@@ -493,26 +495,31 @@ def run_em(
 SCREEN_ITER = 10
 
 
-def _best_start(candidates, xa, w, reg_covar, tol, reach, xp):
+def _best_start(candidates, rows, xa, w, reg_covar, tol, reach, xp):
     """The start from the candidate whose mixture is best after `SCREEN_ITER` EM iterations.
 
-    Those iterations are part of the initialisation (not counted in ``n_iter``).
+    The screening runs on `rows` (the k-means sample; None for every point),
+    and its iterations are part of the initialisation (not in ``n_iter``).
     """
+    if len(candidates) == 1:
+        return m_step(xa, w, candidates[0](None), reg_covar, xp=xp)
+    xs = xa if rows is None else xp.take(xa, rows, axis=0)
+    ws = w if rows is None else xp.ones((rows.shape[0],), dtype=w.dtype, device=device_of(w))
     best = None
-    for resp in candidates:
-        start = m_step(xa, w, resp, reg_covar, xp=xp)
-        if len(candidates) == 1:
-            return start
+    for candidate in candidates:
+        start = m_step(xs, ws, candidate(rows), reg_covar, xp=xp)
         prev = -math.inf
         for _ in range(SCREEN_ITER):
-            ll, *start = em_step(xa, w, *start, reg_covar, reach=reach, xp=xp)
+            ll, *start = em_step(xs, ws, *start, reg_covar, reach=reach, xp=xp)
             if abs(float(ll) - prev) < tol:
                 break
             prev = float(ll)
-        score = float(e_step(xa, w, natural(*start, xp=xp), xp=xp)[0])
+        score = float(e_step(xs, ws, natural(*start, xp=xp), xp=xp)[0])
         if best is None or score > best[0]:
-            best = (score, start)
-    return best[1]
+            best = (score, start, candidate)
+    if rows is None:
+        return best[1]
+    return m_step(xa, w, best[2](None), reg_covar, xp=xp)
 
 
 def _replace(logits, mc, var, given, center, xp):

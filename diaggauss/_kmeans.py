@@ -103,19 +103,23 @@ def lloyd(x, xsq, w, centres, xp, max_iter):
 
 
 def _sample(x, xsq, w, k, stream, xp):
-    """A sample of the points for the seeding (drawn by weight), or all of them if few."""
+    """Sample rows for the seeding (drawn by weight), or None: all of them, if few."""
     n = x.shape[0]
     m = max(KMEANS_SAMPLE, KMEANS_SAMPLE_PER_COMPONENT * k)
-    if n <= m:
-        return x, xsq, w
-    idx = _sample_indices(w, m, stream, xp)
-    ones = xp.ones((m,), dtype=w.dtype, device=device_of(w))
-    return xp.take(x, idx, axis=0), xp.take(xsq, idx, axis=0), ones
+    return None if n <= m else _sample_indices(w, m, stream, xp)
 
 
 def kmeans_labels(x, xsq, w, k, stream, xp):
-    """k-means labels (N,) of `KMEANS_RESTARTS` runs on a sample, each refined on all points."""
-    xs, ssq, ws = _sample(x, xsq, w, k, stream, xp)
+    """Labels (N,) of the distinct clusterings of `KMEANS_RESTARTS` k-means runs on a sample.
+
+    Returns the list of labels and the sample's rows (None when it is every point).
+    """
+    rows = _sample(x, xsq, w, k, stream, xp)
+    if rows is None:
+        xs, ssq, ws = x, xsq, w
+    else:
+        xs, ssq = xp.take(x, rows, axis=0), xp.take(xsq, rows, axis=0)
+        ws = xp.ones((rows.shape[0],), dtype=w.dtype, device=device_of(w))
     out, seen = [], []
     for _ in range(KMEANS_RESTARTS):
         seeds = xp.take(xs, kmeans_plusplus(xs, ssq, ws, k, stream, xp), axis=0)
@@ -124,10 +128,10 @@ def kmeans_labels(x, xsq, w, k, stream, xp):
         if any(abs(inertia - s) <= 1e-5 * abs(s) for s in seen):
             continue
         seen.append(inertia)
-        if xs is not x:  # every point to its nearest centre; EM's first M-step is a Lloyd step
+        if rows is not None:  # every point to its nearest centre; EM's M-step is a Lloyd step
             labels = _nearest(x, centres, xp)[0]
         out.append(labels)
-    return out
+    return out, rows
 
 
 def _spikes(indices, n, k, dtype, xp):
@@ -137,13 +141,15 @@ def _spikes(indices, n, k, dtype, xp):
 
 
 def initial_responsibilities(x, xsq, w, k, init, stream, xp):
-    """Candidate (N, K) responsibilities to start EM from, by `init` (one of `INITS`).
-
-    A list: one entry, as scikit-learn, except for "kmeans", whose
-    `KMEANS_RESTARTS` runs are all returned (the caller keeps the one whose
-    mixture scores best: the likelihood, not the inertia, is what EM climbs).
+    """Candidate starts for EM, by `init` (one of `INITS`): ``(candidates, rows)``.
 
     `x` (N, d) is centred on the data's mean, `xsq` its squared norms (N,).
+    Each candidate is a function of row indices (or None: all rows) giving
+    those rows' (N, K) responsibilities. There is one candidate, as in
+    scikit-learn, except for "kmeans": each distinct clustering of its
+    `KMEANS_RESTARTS` runs, for the caller to keep the one whose mixture
+    scores best on `rows` (the k-means sample; None for all points): the
+    likelihood, not the inertia, is what EM climbs.
 
     "kmeans": k-means labels as one-hot rows; "k-means++": each component on
     its k-means++ seed alone; "random": uniform random rows, normalised;
@@ -152,12 +158,21 @@ def initial_responsibilities(x, xsq, w, k, init, stream, xp):
     n = x.shape[0]
     if init == "random":
         r = stream.uniform((n, k), x.dtype, device_of(x))
-        return [r / xp.sum(r, axis=1, keepdims=True)]
-    if init == "k-means++":
-        return [_spikes(kmeans_plusplus(x, xsq, w, k, stream, xp), n, k, x.dtype, xp)]
-    if init == "random_from_data":
+        r = r / xp.sum(r, axis=1, keepdims=True)
+    elif init == "k-means++":
+        r = _spikes(kmeans_plusplus(x, xsq, w, k, stream, xp), n, k, x.dtype, xp)
+    elif init == "random_from_data":
         # distinct points of positive weight: the k smallest of uniform keys
         u = stream.uniform((n,), x.dtype, device_of(x))
         u = xp.where(w > 0, u, xp.full_like(u, 2.0))
-        return [_spikes(xp.argsort(u)[:k], n, k, x.dtype, xp)]
-    return [one_hot(labels, k, x.dtype, xp) for labels in kmeans_labels(x, xsq, w, k, stream, xp)]
+        r = _spikes(xp.argsort(u)[:k], n, k, x.dtype, xp)
+    else:
+        labels, rows = kmeans_labels(x, xsq, w, k, stream, xp)
+        return [_labelled(a, k, x.dtype, xp) for a in labels], rows
+    return [lambda idx: r if idx is None else xp.take(r, idx, axis=0)], None
+
+
+def _labelled(labels, k, dtype, xp):
+    return lambda idx: one_hot(
+        labels if idx is None else xp.take(labels, idx, axis=0), k, dtype, xp
+    )
