@@ -416,3 +416,20 @@ def test_everything_runs_under_rank_promotion_raise():
             got = jax.tree_util.tree_leaves(f())
             for a, b in zip(got, allowed[name], strict=True):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, err_msg=name)
+
+
+def test_constants_closed_over_by_jit_build_and_score():
+    """Parameters that are concrete arrays captured by a jitted function: nothing is read.
+
+    Inside the trace even a reduction of a constant is a tracer, so validation
+    must not try to read it (it raised TracerBoolConversionError).
+    """
+    loc, scale = jnp.zeros(8), jnp.ones(8)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 8)))
+    want = -0.5 * np.sum(np.asarray(x) ** 2, -1) - 4 * np.log(2 * np.pi)
+    got = jax.jit(lambda x: dg.MultivariateNormalDiag(loc, scale).log_prob(x))(x)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    logits, mloc, mscale = jnp.zeros(3), jnp.zeros((3, 8)), jnp.ones((3, 8))
+    resp = jax.jit(lambda x: dg.MixtureDiag(logits, mloc, mscale).responsibilities(x))(x)
+    np.testing.assert_allclose(resp, np.full((4, 3), 1 / 3), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda x: dg.log_prob(x, loc, scale))(x), want, rtol=1e-6)

@@ -28,6 +28,13 @@ __all__ = [
 
 _Tracer = jax.core.Tracer
 
+try:  # whether a trace (jit, vmap, grad) is active: there, even ops on constants are traced
+    from jax._src.core import trace_state_clean as _no_trace
+except ImportError:  # pragma: no cover  (a JAX without it: treat every call as traced)
+
+    def _no_trace():
+        return False
+
 
 class JaxGaps(Gaps):
     """JAX's answers: keys, tracers, immutable arrays."""
@@ -38,6 +45,10 @@ class JaxGaps(Gaps):
         return JaxStream(key(seed), draws)
 
     def is_concrete(self, *arrays) -> bool:
+        # A constant closed over by a jitted function is no tracer, but a
+        # reduction of it is: inside a trace nothing can be read.
+        if not _no_trace():
+            return False
         for x in arrays:  # noqa: SIM110  (a loop, not all(): this runs on every construction)
             if isinstance(x, _Tracer):
                 return False
