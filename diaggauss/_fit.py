@@ -393,10 +393,14 @@ def run_em(
     precisions_init=None,
     final=True,
     verbose=0,
+    name="x",
     xp=None,
 ):
-    """`fit_mixture`'s work: the best run's mixture, its `FitInfo` and lower bound."""
-    x, weights, xp = _points_and_weights(x, weights, xp, batched=False)
+    """`fit_mixture`'s work: the best run's mixture, its `FitInfo` and lower bound.
+
+    `name` is what errors call the data (the estimator's ``X``).
+    """
+    x, weights, xp = _points_and_weights(x, weights, xp, name=name, batched=False)
     n, d = x.shape
     gaps = gaps_for(xp)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
@@ -426,7 +430,7 @@ def run_em(
     # a NaN or infinity anywhere reaches the centre or the largest square: one read, and
     # the full check (naming the index) only then
     if gaps.is_concrete(reach) and not bool(xp.all(xp.isfinite(reach))):
-        check_array("x", x, xp.isfinite(x), "finite", xp)
+        check_array(name, x, xp.isfinite(x), "finite (no NaN or inf)", xp)
     method = init if isinstance(init, str) else "kmeans"
     everything = all(a is not None for a in given)
     # a start given whole draws nothing (a JAX fit from it needs no key)

@@ -126,7 +126,9 @@ def test_errors_name_the_argument(rng):
         dg.GaussianMixtureDiag(2, init_params="kmeans||").fit(x)
     bad = x.copy()
     bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN or infinity"):
+    with pytest.raises(
+        ValueError, match=r"X must be finite \(no NaN or inf\); got nan at index \(0, 0\)"
+    ):
         dg.GaussianMixtureDiag(2).fit(bad)
     with pytest.raises(ValueError, match=r"reg_covar must be >= 0 and finite; got -1"):
         dg.GaussianMixtureDiag(2, reg_covar=-1.0).fit(x)
@@ -135,6 +137,8 @@ def test_errors_name_the_argument(rng):
         gm.predict(x[:, :2])
     with pytest.raises(AttributeError, match="not fitted yet"):
         dg.GaussianMixtureDiag(2).predict(x)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        gm.predict(bad)
 
 
 def test_every_backend_returns_its_own_arrays(xp, backend, rng):
