@@ -17,7 +17,7 @@ import sys
 import warnings
 from typing import ClassVar
 
-from ._fit import run_em
+from ._fit_mixture import run_em
 from ._gaps import gaps_for
 from ._kmeans import INITS
 from ._namespace import as_array, describe, device_of, get_namespace, is_array
