@@ -261,6 +261,50 @@ def _start_arrays(init, weights_init, means_init, precisions_init, k, d, xp, lik
     return out
 
 
+class _Steps:
+    """EM steps on one design matrix, at float64 where the E-step's bound asks for it.
+
+    The float64 design is built once, the first time it is needed, and kept
+    for the rest of the fit (one per fit; the kernel would rebuild it each step).
+    """
+
+    def __init__(self, xa, w, reg_covar, reach, xp):
+        self.xa, self.w, self.reg_covar, self.reach, self.xp = xa, w, reg_covar, reach, xp
+        self.wide = None
+
+    def _at(self, mc, var):
+        xp = self.xp
+        if not needs_float64(self.reach, mc, var, xp=xp):
+            return self.xa, self.w, None
+        if self.wide is None:
+            d = mc.shape[1]
+            f64 = xp.float64
+            wide_xa = design(xp.astype(self.xa[:, d : 2 * d], f64), 0.0, xp=xp)[0]
+            self.wide = (wide_xa, xp.astype(self.w, f64))
+        return (*self.wide, self.xa.dtype)
+
+    def step(self, logits, mc, var):
+        """``(mean log-likelihood, logits, mc, var)`` after one EM step."""
+        xp = self.xp
+        xa, w, back = self._at(mc, var)
+        if back is None:
+            return em_step(xa, w, logits, mc, var, self.reg_covar, xp=xp)
+        wide = (xp.astype(a, xa.dtype) for a in (logits, mc, var))
+        out = em_step(xa, w, *wide, self.reg_covar, xp=xp)
+        return tuple(xp.astype(a, back) for a in out)
+
+    def score(self, logits, mc, var):
+        """The mean log-likelihood under the parameters (a float)."""
+        xp = self.xp
+        xa, w, back = self._at(mc, var)
+        params = (
+            (logits, mc, var)
+            if back is None
+            else (xp.astype(a, xa.dtype) for a in (logits, mc, var))
+        )
+        return float(e_step(xa, w, natural(*params, xp=xp), xp=xp)[0])
+
+
 def run_em(
     x,
     k,
@@ -321,22 +365,14 @@ def run_em(
     stream = None if all(a is not None for a in given) else gaps.random_stream(seed)
     ones = xp.ones((d, 1), dtype=wd, device=device_of(x))
     xc, xsq = xa[:, d : 2 * d], (xa[:, :d] @ ones)[:, 0]
+    steps = _Steps(xa, w, reg_covar, reach, xp)
     best = None
     for attempt in range(n_init):
         if everything:
             logits = var = mc = None
         else:
             candidates, rows = initial_responsibilities(xc, xsq, w, k, method, stream, xp)
-            logits, mc, var = _best_start(
-                candidates,
-                rows,
-                xa,
-                w,
-                reg_covar,
-                tol,
-                reach,
-                xp,
-            )
+            logits, mc, var = _best_start(candidates, rows, steps, tol)
         logits, mc, var = _replace(logits, mc, var, given, center, xp)
         _check_variances(var, reg_covar, reach, xp)
         history = []
@@ -344,7 +380,7 @@ def run_em(
         n_iter = 0
         prev = -math.inf
         for n_iter in range(1, max_iter + 1):
-            ll, logits, mc, var = em_step(xa, w, logits, mc, var, reg_covar, reach=reach, xp=xp)
+            ll, logits, mc, var = steps.step(logits, mc, var)
             _check_variances(var, reg_covar, reach, xp)
             ll = float(ll)
             history.append(ll)
@@ -354,17 +390,7 @@ def run_em(
                 converged = True
                 break
             prev = ll
-        if final or not history:
-            b = natural(logits, mc, var, xp=xp)
-            if needs_float64(reach, mc, var, xp=xp):
-                f64 = xp.float64
-                b = natural(*(xp.astype(a, f64) for a in (logits, mc, var)), xp=xp)
-                xa64 = design(xp.astype(xc, f64), 0.0, xp=xp)[0]
-                score = float(e_step(xa64, xp.astype(w, f64), b, xp=xp)[0])
-            else:
-                score = float(e_step(xa, w, b, xp=xp)[0])
-        else:
-            score = history[-1]
+        score = steps.score(logits, mc, var) if final or not history else history[-1]
         if verbose:
             print(f"init {attempt + 1}: {n_iter} iterations, converged {converged}")
         lower = history[-1] if history else -math.inf
@@ -380,29 +406,33 @@ def run_em(
 
 # EM iterations (at most) each distinct k-means start runs before the best one is kept:
 # the likelihood, not the inertia, tells the better start (digits: +1.9 nats a point).
-SCREEN_ITER = 10
+SCREEN_ITER = 5
 
 
-def _best_start(candidates, rows, xa, w, reg_covar, tol, reach, xp):
+def _best_start(candidates, rows, steps, tol):
     """The start from the candidate whose mixture is best after `SCREEN_ITER` EM iterations.
 
     The screening runs on `rows` (the k-means sample; None for every point),
     and its iterations are part of the initialisation (not in ``n_iter``).
     """
+    xp, xa, w, reg_covar = steps.xp, steps.xa, steps.w, steps.reg_covar
     if len(candidates) == 1:
         return m_step(xa, w, candidates[0](None), reg_covar, xp=xp)
-    xs = xa if rows is None else xp.take(xa, rows, axis=0)
-    ws = w if rows is None else xp.ones((rows.shape[0],), dtype=w.dtype, device=device_of(w))
+    if rows is not None:
+        ones = xp.ones((rows.shape[0],), dtype=w.dtype, device=device_of(w))
+        sample = _Steps(xp.take(xa, rows, axis=0), ones, reg_covar, steps.reach, xp)
+    else:
+        sample = steps
     best = None
     for candidate in candidates:
-        start = m_step(xs, ws, candidate(rows), reg_covar, xp=xp)
+        start = m_step(sample.xa, sample.w, candidate(rows), reg_covar, xp=xp)
         prev = -math.inf
         for _ in range(SCREEN_ITER):
-            ll, *start = em_step(xs, ws, *start, reg_covar, reach=reach, xp=xp)
+            ll, *start = sample.step(*start)
             if abs(float(ll) - prev) < tol:
                 break
             prev = float(ll)
-        score = float(e_step(xs, ws, natural(*start, xp=xp), xp=xp)[0])
+        score = sample.score(*start)
         if best is None or score > best[0]:
             best = (score, start, candidate)
     if rows is None:
