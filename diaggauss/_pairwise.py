@@ -25,6 +25,7 @@ from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag
 from ._dtypes import event_size, finish, result_dtype, work_dtype
 from ._gaps import gaps_for
+from ._kernels import exp_excess, log_ratio, scaled_norm
 from ._namespace import (
     HALF_LOG_2PI,
     as_array,
@@ -48,6 +49,14 @@ METHODS = ("auto", "gemm", "direct")
 # The expansion's rounding error is at most 8 eps sum_j ((x_j - c_j)**2 + (m_j - c_j)**2)
 # / s_j**2 (docs/pairwise.md); past this many nats, "auto" computes at float64.
 GEMM_ERROR_LIMIT = 1e-2
+# ... or past this fraction of the smallest scale a log density of component k
+# can have, d/2 log 2 pi + sum |log s_k| (the bound overstates the measured
+# error ~16 times, so the values stay within 1e-5 relative of float64's).
+GEMM_RELATIVE_LIMIT = 1e-4
+# Mahalanobis, KL and W2 matrices: where the bound passes this fraction of an
+# entry (the squared distance, the KL), "auto" recomputes the matrix by the
+# direct form, whose error is relative to each entry (they can be 0).
+PAIR_RELATIVE_LIMIT = 1e-5
 # Values of the (N, K, d) broadcast per block of the direct form.
 DIRECT_BLOCK = 1 << 20
 
@@ -201,20 +210,28 @@ def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
 
 def _quadratic_matrix(x, loc, spread, par, lead, what, method, rows):
     xp = get_namespace(("x", x), ("loc", loc))
+    dtype = result_dtype(xp, x, loc, spread)
+    if x.shape[-2] == 0 or loc.shape[-2] == 0:
+        return _empty((*lead, x.shape[-2], loc.shape[-2]), dtype, x, xp)
     if method == "direct":
         return _direct(x, loc, spread, par, lead, what, rows)
-    dtype = result_dtype(xp, x, loc, spread)
     wd = work_dtype(dtype, xp)
     out, too_coarse = _gemm(x, loc, spread, par, lead, what, wd, rows, method == "auto")
     if too_coarse:
         del out  # redone below: free its memory first
         wider = _wider_dtype(wd, xp)
-        if wider is None:
+        # a distance can be 0, where no expansion is relative-accurate: direct
+        if wider is None or what == "mahalanobis":
             return _direct(x, loc, spread, par, lead, what, rows)
         # From the parameters as given: a log-scale rounded to float32 first
         # would carry its rounding into the precisions (5 ulp at 1e4 nats).
         out, _ = _gemm(x, loc, spread, par, lead, what, wider, rows, False)
     return finish(out, dtype, xp)
+
+
+def _empty(shape, dtype, like, xp):
+    """The (..., N, K) result when N or K is 0: no reduction over an empty axis runs."""
+    return xp.zeros(shape, dtype=dtype, device=device_of(like))
 
 
 def _at(a, wd, lead, xp):
@@ -233,12 +250,9 @@ def _gemm(x, loc, spread, par, lead, what, wd, rows, check):
     m = loc - center
     prec = xp.exp(-2.0 * log_scale)
     mp = m * prec
+    half_log_2pi = event_size(log_scale, xp) * HALF_LOG_2PI
     if what == "log_prob":
-        bias = -(
-            0.5 * xp.sum(m * mp, axis=-1)
-            + xp.sum(log_scale, axis=-1)
-            + event_size(log_scale, xp) * HALF_LOG_2PI
-        )
+        bias = -(0.5 * xp.sum(m * mp, axis=-1) + xp.sum(log_scale, axis=-1) + half_log_2pi)
         b = xp.concat([-0.5 * prec, mp, bias[..., None]], axis=-1)
     else:  # squared Mahalanobis: [x**2, x, 1] . [p, -2 m p, sum(m**2 p)]
         b = xp.concat([prec, -2.0 * mp, xp.sum(m * mp, axis=-1)[..., None]], axis=-1)
@@ -247,20 +261,42 @@ def _gemm(x, loc, spread, par, lead, what, wd, rows, check):
     out, reach = quadratic_product(
         x, center, xp.matrix_transpose(b), reach=check, chunk_rows=rows, xp=xp
     )
+    if check:
+        bound = 8 * float(xp.finfo(wd).eps) * xp.sum((reach + m * m) * prec, axis=-1)
+        if what == "log_prob":
+            check = _too_coarse(bound, log_scale, half_log_2pi, xp)
+        else:
+            check = not _resolved(out, bound[..., None, :], xp)
     if what == "mahalanobis":
         out = xp.sqrt(xp.clip(out, 0.0, None))  # rounding may dip below zero at distance 0
-    return out, check and _too_coarse(reach, m, prec, wd, xp)
+    return out, check
 
 
-def _too_coarse(reach, m, prec, wd, xp):
-    """Whether the expansion's error bound exceeds `GEMM_ERROR_LIMIT` (one value read).
+def _too_coarse(bound, log_scale, half_log_2pi, xp):
+    """Whether a column's `bound` passes `GEMM_ERROR_LIMIT` or its relative limit.
 
-    `reach` is the largest squared deviation of the data from the centre per
-    coordinate, (..., 1, d); the bound combines it with every component's
-    offset `m` and precision `prec`.
+    No log density of component k is smaller in magnitude than ``d/2 log 2 pi
+    + sum |log s_k|`` allows for; ``d/2 log 2 pi`` alone settles most calls
+    with the one value read.
     """
-    bound = xp.max(xp.sum((reach + m * m) * prec, axis=-1))
-    return not bool(8 * float(xp.finfo(wd).eps) * bound <= GEMM_ERROR_LIMIT)
+    if bool(xp.max(bound) <= min(GEMM_ERROR_LIMIT, GEMM_RELATIVE_LIMIT * half_log_2pi)):
+        return False
+    scale = xp.sum(xp.abs(log_scale), axis=-1) + half_log_2pi
+    return not bool(xp.all(bound <= xp.clip(GEMM_RELATIVE_LIMIT * scale, None, GEMM_ERROR_LIMIT)))
+
+
+def _resolved(out, bound, xp):
+    """Whether every entry of `out` is finite, normal and has `bound` within its relative limit.
+
+    `bound` is the expansion's error bound per entry (broadcasting against
+    `out`): for the Mahalanobis distance, columns of ``8 eps sum((reach + m**2)
+    prec)`` with `reach` the largest squared deviation of the data from the
+    centre per coordinate; for KL and W2, row plus column sums. One value read.
+    """
+    finfo = xp.finfo(out.dtype)
+    floor = float(finfo.smallest_normal) / float(finfo.eps)
+    ok = (bound <= PAIR_RELATIVE_LIMIT * out) & (out >= floor) & (out <= float(finfo.max))
+    return bool(xp.all(ok))
 
 
 def _wider_dtype(wd, xp):
@@ -286,8 +322,9 @@ def _direct(x, loc, spread, par, lead, what, rows):
 
     def block(i, j):
         z = (x[..., i:j, None, :] - loc) * inv
-        maha = xp.sum(z * z, axis=-1)
-        return -0.5 * maha - log_z if what == "log_prob" else xp.sqrt(maha)
+        if what == "log_prob":
+            return -0.5 * xp.sum(z * z, axis=-1) - log_z
+        return scaled_norm(z, xp)  # finite wherever the distance is representable
 
     if n <= step:
         return finish(block(0, n), dtype, xp)
@@ -316,10 +353,15 @@ def _pair_components(p, q, what):
     return xp, lead, dtype, work_dtype(dtype, xp)
 
 
-def _full_params(dist, lead, xp, wd):
-    """`dist`'s loc and log-scale at `wd`, broadcast to the batch `lead`, from the given spread."""
+def _within(a, b, big, xp):
+    """Whether no magnitude in `a` and `b` passes `big` (one value read)."""
+    return bool(xp.maximum(xp.max(xp.abs(a)), xp.max(xp.abs(b))) <= big)
+
+
+def _full_params(dist, lead, xp, wd, form="log_scale"):
+    """`dist`'s loc and `form` of spread at `wd`, broadcast to `lead`, from the given spread."""
     loc, spread, par = _given(dist)
-    return _at(loc, wd, lead, xp), par.derive("log_scale", _at(spread, wd, lead, xp), xp)
+    return _at(loc, wd, lead, xp), par.derive(form, _at(spread, wd, lead, xp), xp)
 
 
 def pairwise_kl_divergence(p, q, *, method="auto"):
@@ -345,31 +387,37 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
     """
     _check_method(method)
     xp, lead, dtype, wd = _pair_components(p, q, "pairwise_kl_divergence")
-    if method == "auto":
-        loc_p, ls_p = _full_params(p, lead, xp, wd)
-        loc_q, ls_q = _full_params(q, lead, xp, wd)
-        gaps = gaps_for(xp)
-        if gaps.is_concrete(loc_p) and gaps.is_concrete(loc_q):
-            # the expansion cancels terms up to sum((mp**2 + mq**2 + sp**2) / sq**2)
-            c = xp.mean(loc_q, axis=-2, keepdims=True)
-            reach = xp.max((loc_p - c) ** 2 + xp.exp(2.0 * ls_p), axis=-2, keepdims=True)
-            bound = xp.max(xp.sum((reach + (loc_q - c) ** 2) * xp.exp(-2.0 * ls_q), axis=-1))
-            if not bool(8 * float(xp.finfo(wd).eps) * bound <= GEMM_ERROR_LIMIT):
-                wider = _wider_dtype(wd, xp)
-                if wider is None:
-                    return _kl_matrix(p, q, lead, xp, dtype, wd, "direct")
-                return finish(_kl_matrix(p, q, lead, xp, dtype, wider, "gemm"), dtype, xp)
-    return _kl_matrix(p, q, lead, xp, dtype, wd, "direct" if method == "direct" else "gemm")
+    if p.batch_shape[-1] == 0 or q.batch_shape[-1] == 0:
+        return _empty((*lead, p.batch_shape[-1], q.batch_shape[-1]), dtype, p.loc, xp)
+    gaps = gaps_for(xp)
+    check = method == "auto" and gaps.is_concrete(p.loc) and gaps.is_concrete(q.loc)
+    if method != "direct":
+        # unresolved in the working dtype: at float64, from the parameters as given
+        for w in (wd, _wider_dtype(wd, xp)) if check else (wd,):
+            if w is None:
+                break
+            params = (*_full_params(p, lead, xp, w), *_full_params(q, lead, xp, w))
+            out, bound = _kl_gemm(*params, xp, w, check)
+            if not check or _resolved(out, bound, xp):
+                return finish(out, dtype, xp)
+    return _kl_matrix(p, q, lead, xp, wd, dtype)
 
 
-def _kl_matrix(p, q, lead, xp, dtype, wd, method):
-    loc_p, ls_p = _full_params(p, lead, xp, wd)
-    loc_q, ls_q = _full_params(q, lead, xp, wd)
-    d = p.event_shape[0]
-    if method == "direct":
+def _kl_matrix(p, q, lead, xp, wd, dtype):
+    """The direct (..., K1, K2, d) form: non-negative terms, relative-accurate."""
+    (loc_p, ls_p), (loc_q, ls_q) = (_full_params(v, lead, xp, wd) for v in (p, q))
+    if p.parameterization == q.parameterization == "log_scale":
         t = 2.0 * (ls_p[..., :, None, :] - ls_q[..., None, :, :])
-        u = (loc_p[..., :, None, :] - loc_q[..., None, :, :]) * xp.exp(-ls_q[..., None, :, :])
-        return finish(0.5 * xp.sum(xp.expm1(t) - t + u * u, axis=-1), dtype, xp)
+    else:  # log(s_p / s_q) from the scales: log(s) would carry ~|log s| eps into t
+        s_p, s_q = (_full_params(v, lead, xp, wd, "scale")[1] for v in (p, q))
+        t = 2.0 * log_ratio(s_p[..., :, None, :], s_q[..., None, :, :], xp)
+    u = (loc_p[..., :, None, :] - loc_q[..., None, :, :]) * xp.exp(-ls_q[..., None, :, :])
+    return finish(0.5 * xp.sum(exp_excess(t, xp) + u * u, axis=-1), dtype, xp)
+
+
+def _kl_gemm(loc_p, ls_p, loc_q, ls_q, xp, wd, check):
+    """The expanded product, and where `check` its error bound per entry (else None)."""
+    d = loc_p.shape[-1]
     center = xp.mean(loc_q, axis=-2, keepdims=True)
     mp_, mq = loc_p - center, loc_q - center
     prec_q = xp.exp(-2.0 * ls_q)
@@ -380,11 +428,19 @@ def _kl_matrix(p, q, lead, xp, dtype, wd, method):
     b_bias = xp.sum(ls_q, axis=-1) + 0.5 * xp.sum(mq * mq * prec_q, axis=-1)
     ones_p = xp.ones((*a_bias.shape, 1), dtype=wd, device=device_of(loc_p))
     ones_q = xp.ones((*b_bias.shape, 1), dtype=wd, device=device_of(loc_q))
-    a = xp.concat([var_p + mp_ * mp_, mp_, a_bias[..., None], ones_p], axis=-1)
+    spread_p = var_p + mp_ * mp_
+    a = xp.concat([spread_p, mp_, a_bias[..., None], ones_p], axis=-1)
     b = xp.concat([0.5 * prec_q, -(mq * prec_q), ones_q, b_bias[..., None]], axis=-1)
     out = xp.matmul(a, xp.matrix_transpose(b))
+    bound = None
+    if check:
+        # the terms cancelled: sum |log s|, d/2 and sum((var_p + mp**2 + mq**2) prec_q)
+        reach = xp.max(spread_p, axis=-2, keepdims=True)
+        rows = xp.sum(xp.abs(ls_p), axis=-1) + 0.5 * d
+        cols = xp.sum(xp.abs(ls_q) + (reach + mq * mq) * prec_q, axis=-1)
+        bound = 8 * float(xp.finfo(wd).eps) * (rows[..., :, None] + cols[..., None, :])
     # KL >= 0; rounding of the expansion may dip just below zero for p_i == q_j
-    return finish(xp.clip(out, 0.0, None), dtype, xp)
+    return xp.clip(out, 0.0, None), bound
 
 
 def pairwise_wasserstein2(p, q, *, method="auto"):
@@ -403,18 +459,27 @@ def pairwise_wasserstein2(p, q, *, method="auto"):
     """
     _check_method(method)
     xp, lead, dtype, wd = _pair_components(p, q, "pairwise_wasserstein2")
-    loc_p, ls_p = _full_params(p, lead, xp, wd)
-    loc_q, ls_q = _full_params(q, lead, xp, wd)
-    a = xp.concat([loc_p, xp.exp(ls_p)], axis=-1)
-    b = xp.concat([loc_q, xp.exp(ls_q)], axis=-1)
-    if method == "direct":
-        diff = a[..., :, None, :] - b[..., None, :, :]
-        return finish(xp.sqrt(xp.sum(diff * diff, axis=-1)), dtype, xp)
+    if p.batch_shape[-1] == 0 or q.batch_shape[-1] == 0:
+        return _empty((*lead, p.batch_shape[-1], q.batch_shape[-1]), dtype, p.loc, xp)
+    # the scales as given or derived once: exp(log(scale)) would carry ~|log s| eps
+    # into differences of nearly equal scales
+    (loc_p, s_p), (loc_q, s_q) = (_full_params(v, lead, xp, wd, "scale") for v in (p, q))
+    gaps = gaps_for(xp)
+    check = method == "auto" and gaps.is_concrete(loc_p) and gaps.is_concrete(loc_q)
+    a = xp.concat([loc_p, s_p], axis=-1)
+    b = xp.concat([loc_q, s_q], axis=-1)
     center = xp.mean(b, axis=-2, keepdims=True)
     a, b = a - center, b - center
-    sq = (
-        xp.sum(a * a, axis=-1)[..., :, None]
-        + xp.sum(b * b, axis=-1)[..., None, :]
-        - 2.0 * xp.matmul(a, xp.matrix_transpose(b))
-    )
-    return finish(xp.sqrt(xp.clip(sq, 0.0, None)), dtype, xp)
+    # squares that would overflow go to the direct form before they are taken
+    big = (float(xp.finfo(wd).max) / (8 * a.shape[-1])) ** 0.5
+    if method != "direct" and not (check and not _within(a, b, big, xp)):
+        a2 = xp.sum(a * a, axis=-1)[..., :, None]
+        b2 = xp.sum(b * b, axis=-1)[..., None, :]
+        sq = a2 + b2 - 2.0 * xp.matmul(a, xp.matrix_transpose(b))
+        # the bound of the expansion is 8 eps (|a|**2 + |b|**2) per entry; beyond it
+        # (near pairs far from the centre, squares out of range) the direct form
+        if not check or _resolved(sq, 8 * float(xp.finfo(wd).eps) * (a2 + b2), xp):
+            return finish(xp.sqrt(xp.clip(sq, 0.0, None)), dtype, xp)
+    # a scaled norm of the differences: no overflow or underflow where W2 is representable
+    dm = loc_p[..., :, None, :] - loc_q[..., None, :, :]
+    return finish(scaled_norm(dm, xp, s_p[..., :, None, :] - s_q[..., None, :, :]), dtype, xp)

@@ -114,6 +114,7 @@ def log_ndtr_standard(x, xp):
     # Written as 1 - 2K/(t + K) so that t = inf maps to y = 1, not inf/inf.
     y = 1.0 - (2.0 * ERFCX_K) / (t + ERFCX_K)
     g = _clenshaw(y, coefficients, xp)
+    half_erfcx = (0.5 * g) / (1.0 + 2.0 * t)
     log_half_erfcx = xp.log(0.5 * g) - xp.log1p(2.0 * t)
     # Left tail: log(ndtr(-|x|)) is never formed as exp() of anything, so it
     # cannot underflow, and the rounding of x**2 is small against the result.
@@ -126,7 +127,9 @@ def log_ndtr_standard(x, xp):
     a = xp.minimum(ax, 64.0)
     m = xp.round(a * grid) / grid
     f = a - m
-    upper_tail = xp.exp(-0.5 * m * m) * xp.exp(log_half_erfcx - f * (m + 0.5 * f))
+    # As a product, not the exp of a sum of logarithms: each logarithm's
+    # rounding (~4 eps absolute) would become the tail's relative error.
+    upper_tail = xp.exp(-0.5 * m * m) * (xp.exp(-f * (m + 0.5 * f)) * half_erfcx)
     # upper_tail <= 1/2. Above 1/4, 1 - upper_tail is exact enough and log()
     # avoids XLA's float64 log1p, which is off by ~120 ulp on (-0.5, -0.25).
     log_upper = xp.where(upper_tail < 0.25, xp.log1p(-upper_tail), xp.log(1.0 - upper_tail))

@@ -43,6 +43,7 @@ CHUNK_ELEMENTS = 1 << 19
 
 
 _FLOAT = (torch.float32, torch.float64)
+_SERIES_REACH = _kernels.EXP_EXCESS_SERIES_BELOW
 
 
 def _plain(a, b, c, d=None) -> bool:
@@ -210,9 +211,28 @@ def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
     for rows, (mp, sp, mq, sq, iq) in blocks:
         t = torch.sub(sp, sq).mul_(2.0)
         u = torch.sub(mp, mq).mul_(iq)
-        e = torch.expm1(t).sub_(t).addcmul_(u, u)
+        e = torch.expm1(t).sub_(t)
+        # the series where the generic kernel takes it, as e (1 - small) + series
+        # small: exact (x * 1, x + 0), 4x faster than torch.where on a CPU block
+        small = torch.lt(t.abs(), _kernels.EXP_EXCESS_SERIES_BELOW).to(t.dtype)
+        series = _series_in_place(t.clamp(-_SERIES_REACH, _SERIES_REACH)).mul_(small)
+        e.mul_(small.neg_().add_(1.0)).add_(series).addcmul_(u, u)
         torch.sum(e, -1, out=out[rows])
     return out.mul_(0.5).reshape(loc_p.shape[:-1])
+
+
+def _series_in_place(t):
+    """`diaggauss._kernels.exp_excess_series` of a block, its operations in place.
+
+    The same roundings in the same order, so the same values; the whole
+    block, since finding its small values (``nonzero``) cost three times more.
+    `t` is clamped to the series' interval by the caller: nothing overflows.
+    """
+    coefficients = _kernels.series_coefficients(torch.finfo(t.dtype).eps)
+    acc = torch.full_like(t, coefficients[-1])
+    for c in coefficients[-2::-1]:
+        acc.mul_(t).add_(c)
+    return acc.mul_(t * t)
 
 
 def _same(a, like) -> bool:
