@@ -350,6 +350,12 @@ def test_edge_cases_give_results_or_named_errors(rng):
     assert np.all(np.isfinite(mix.loc))
     assert np.all(np.isfinite(mix.components.variance))
     assert mix.weights[1] < 1e-10
+    # a component collapsing onto one far point: its variance is the floor, to 1e-3
+    out = np.concatenate([x, [[50.0, 50.0, 50.0]]])
+    mix = dg.fit_mixture(out, 2, seed=0)
+    lone = int(np.argmin(mix.weights))
+    np.testing.assert_allclose(mix.components.variance[lone], 1e-6, rtol=1e-3)
+    np.testing.assert_allclose(mix.loc[lone], 50.0)
     # K == N: each point its own component, variance at the floor
     mix = dg.fit_mixture(x[:4], 4, seed=0)
     assert np.all(np.isfinite(mix.logits))
