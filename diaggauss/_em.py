@@ -95,7 +95,8 @@ def normalise(joint, axis, xp):
     top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
     # responsibilities below the smallest normal number are 0 to the sums, but their
     # subnormal results made torch's exp 7x slower on separated clusters
-    floor = xp.asarray(math.log(xp.finfo(joint.dtype).smallest_normal) + 2, dtype=joint.dtype)
+    floor = math.log(xp.finfo(joint.dtype).smallest_normal) + 2
+    floor = xp.asarray(floor, dtype=joint.dtype, device=device_of(joint))
     e = xp.exp(xp.maximum(joint - top, floor))
     total = xp.sum(e, axis=axis, keepdims=True)
     return e, total, top + xp.log(total)
