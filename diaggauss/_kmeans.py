@@ -53,7 +53,7 @@ def _sample_indices(p, count, stream, xp):
     cdf = xp.cumulative_sum(p)
     u = stream.uniform((count,), p.dtype, device_of(p)) * cdf[-1]
     idx = xp.searchsorted(cdf, u, side="right")
-    return xp.clip(idx, 0, p.shape[0] - 1)
+    return xp.minimum(idx, xp.full_like(idx, p.shape[0] - 1))  # u rounded up to cdf[-1]
 
 
 def kmeans_plusplus(x, xsq, w, k, stream, xp):
@@ -68,7 +68,7 @@ def kmeans_plusplus(x, xsq, w, k, stream, xp):
         # all weight on points already chosen (K above the distinct points): any point will do
         candidates = _sample_indices(w * closest + 1e-30 * w, n_local, stream, xp)
         d2 = xp.minimum(closest[:, None], sq_distances(x, xsq, xp.take(x, candidates, axis=0), xp))
-        best = xp.reshape(xp.argmin(xp.sum(w[:, None] * d2, axis=0)), (1,))
+        best = xp.reshape(xp.argmin(w[None, :] @ d2), (1,))
         closest = xp.take(d2, best, axis=1)[:, 0]
         chosen.append(xp.take(candidates, best, axis=0))
     return xp.concat(chosen, axis=0)
@@ -86,10 +86,11 @@ def lloyd(x, xsq, w, centres, xp, max_iter):
     """
     k = centres.shape[0]
     labels, score = _nearest(x, centres, xp)
+    xw = x * w[:, None]
     for _ in range(max_iter):
-        onehot = one_hot(labels, k, x.dtype, xp) * w[:, None]
-        counts = xp.sum(onehot, axis=0)
-        sums = xp.matrix_transpose(onehot) @ x
+        onehot_t = xp.matrix_transpose(one_hot(labels, k, x.dtype, xp))
+        counts = onehot_t @ w
+        sums = onehot_t @ xw
         safe = xp.where(counts > 0, counts, xp.ones_like(counts))
         # an empty cluster keeps its centre
         centres = xp.where(counts[:, None] > 0, sums / safe[:, None], centres)
