@@ -387,3 +387,28 @@ def test_responsibilities_of_nan_stay_nan():
     """NaN in, NaN out: the far-point rule applies to finite points only."""
     m = dg.MixtureDiag(np.zeros(2), np.array([[0.0], [1.0]]), np.ones((2, 1)))
     assert np.isnan(m.responsibilities(np.array([[np.nan]]))).all()
+
+
+# -- empty input, empty output -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch", [(), (3,)], ids=["unbatched", "batched"])
+def test_zero_points_give_empty_results_of_the_right_shape(backend, batch):
+    k, d = 2, 2
+    logits, loc, scale = _arrays(
+        backend, np.zeros((*batch, k)), np.zeros((*batch, k, d)), np.ones((*batch, k, d))
+    )
+    (x,) = _arrays(backend, np.zeros((0, *batch, d)))
+    m = dg.MixtureDiag(logits, loc, scale)
+    for method, tail in [
+        ("log_prob", ()),
+        ("cdf", ()),
+        ("log_cdf", ()),
+        ("responsibilities", (k,)),
+        ("component_log_prob", (k,)),
+    ]:
+        assert tuple(getattr(m, method)(x).shape) == (0, *batch, *tail), method
+    comp = MVN(loc[..., 0, :], scale[..., 0, :])
+    for method in POINT_METHODS:
+        assert tuple(getattr(comp, method)(x).shape) == (0, *batch), method
