@@ -10,8 +10,11 @@ so the bias folds into the product and nothing follows it. Data and means
 are first shifted by a common centre (the mean of the means), which keeps
 float32 accurate far from the origin: the uncentred expansion loses every
 digit at offset 1e4 (scikit-learn issue 30382 is the same cancellation).
-Where the expansion's error bound passes `GEMM_ERROR_LIMIT`, ``method="auto"``
-redoes the product at float64 from the parameters as given.
+Where the expansion's error bound passes `GEMM_ERROR_LIMIT` or its relative
+`GEMM_RELATIVE_LIMIT`, ``method="auto"`` redoes the product at float64 from
+the parameters as given. The Mahalanobis, KL and W2 matrices, whose entries
+can be 0, check a bound per entry against `PAIR_RELATIVE_LIMIT` and redo
+the matrix (at float64, then by the direct form) where one is unresolved.
 
 The product over ``[(x - c)**2, x - c, 1]`` is the kernel `quadratic_product`:
 generic here in one expression (XLA and Dask schedule its memory), replaced
@@ -153,9 +156,10 @@ def pairwise_log_prob(
         "gemm": one matrix product over the centred, expanded square (fast;
         float32 error bounded as in the module notes). "direct": the (N, K, d)
         broadcast, in blocks (the reference). "auto" is "gemm", redone at
-        float64 in the rare case where the float32 error bound would pass
-        `GEMM_ERROR_LIMIT` nats (data far from components much narrower
-        than that distance).
+        float64 where the float32 error bound would pass `GEMM_ERROR_LIMIT`
+        nats or `GEMM_RELATIVE_LIMIT` of the smallest log density a
+        component can give (data far from components much narrower than
+        that distance).
     chunk_size : int, optional
         Rows of `x` per block where the library writes into preallocated
         results (NumPy, PyTorch; default: blocks of about 2**19 values).
@@ -192,6 +196,17 @@ def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
     ----------
     x : array of shape (..., N, d)
     p : MultivariateNormalDiag with batch shape (..., K)
+    method : {"auto", "gemm", "direct"}
+        As for `pairwise_log_prob`; "auto" recomputes by the direct form
+        (a scaled norm, finite wherever the distance is) when any entry's
+        error bound passes `PAIR_RELATIVE_LIMIT` of the squared distance.
+    chunk_size : int, optional
+        Rows of `x` per block, as for `pairwise_log_prob`.
+    xp : namespace, optional
+
+    Returns
+    -------
+    array of shape (..., N, K)
 
     Examples
     --------
@@ -373,8 +388,13 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
         Batches of shapes (..., K1) and (..., K2) with the same event size.
     method : {"auto", "gemm", "direct"}
         "gemm" expands the square into one product (centred means); "direct"
-        broadcasts (K1, K2, d). "auto" is "gemm", redone at float64 where its
-        error bound passes `GEMM_ERROR_LIMIT`.
+        broadcasts (K1, K2, d). "auto" is "gemm", redone at float64 and then
+        directly where any entry's error bound passes `PAIR_RELATIVE_LIMIT`
+        of the entry (nearly equal pairs far from the centre, KL near 0).
+
+    Returns
+    -------
+    array of shape (..., K1, K2)
 
     Examples
     --------
@@ -448,6 +468,20 @@ def pairwise_wasserstein2(p, q, *, method="auto"):
 
     ``W2**2 = |m_p - m_q|**2 + |s_p - s_q|**2``: a squared Euclidean distance
     between ``[m, s]`` vectors, expanded into one product after centring.
+
+    Parameters
+    ----------
+    p, q : MultivariateNormalDiag
+        Batches of shapes (..., K1) and (..., K2) with the same event size.
+    method : {"auto", "gemm", "direct"}
+        "auto" is "gemm", redone by the direct form (a scaled norm of the
+        differences: no overflow or underflow where W2 is representable)
+        where any entry's error bound passes `PAIR_RELATIVE_LIMIT` of W2**2
+        or a square would leave the floating range.
+
+    Returns
+    -------
+    array of shape (..., K1, K2)
 
     Examples
     --------
