@@ -142,7 +142,7 @@ class MultivariateNormalDiag(Parameters):
         --------
         >>> import numpy as np, diaggauss as dg
         >>> d = dg.MultivariateNormalDiag.from_log_scale(np.zeros(2), np.array([-60.0, 0.0]))
-        >>> float(d.entropy()) == -60 + 2 * (0.5 + 0.5 * np.log(2 * np.pi))
+        >>> bool(float(d.entropy()) == -60 + 2 * (0.5 + 0.5 * np.log(2 * np.pi)))
         True
         """
         return cls._build(loc, log_scale, LOG_SCALE, validate_args)
@@ -324,13 +324,13 @@ class MultivariateNormalDiag(Parameters):
 
         Parameters
         ----------
-        x : array of shape (*sample_shape, *batch_shape, d)
+        x : array of shape ``(*sample_shape, *batch_shape, d)``
             Points; leading shapes broadcast with the batch. NumPy data and
             Python numbers are converted to the distribution's library.
 
         Returns
         -------
-        array of shape (*sample_shape, *batch_shape)
+        array of shape ``(*sample_shape, *batch_shape)``
             ``-0.5 * sum(((x - loc) / scale)**2) - sum(log scale) - d/2 log(2 pi)``.
 
         Examples
@@ -540,7 +540,7 @@ class MultivariateNormalDiag(Parameters):
 
         Parameters
         ----------
-        eps : array of shape (*sample_shape, *batch_shape, d)
+        eps : array of shape ``(*sample_shape, *batch_shape, d)``
             Standard normal noise.
 
         Examples
