@@ -160,8 +160,8 @@ def fit_mixture(
     weights and means keep about 1e-6 of the float64 answer in float32
     (any offset of the data, N up to 1e7); a variance keeps about
     ``16 eps (1 + D**2)`` relative, D its component's distance from the
-    data's centre in its own standard deviations (1e-5 at D = 3 in float32;
-    measured errors are ten times smaller than that bound). Where the bound
+    data's centre in its own standard deviations (2e-5 at D = 3 in float32;
+    the errors measured stay below it). Where the bound
     passes 1e-3 of ``var + reg_covar`` (a tight component far from the
     centre) the variance is recomputed around its own mean, and an E-step
     whose expansion error could pass 1e-2 nats runs at float64. On JAX the
