@@ -158,7 +158,7 @@ def fit_mixture(
     centred once on its weighted mean) and one exponential, streamed over
     blocks of rows (`diaggauss._em`) whose sums add in float64. Accuracy:
     weights and means keep about 1e-6 of the float64 answer in float32
-    (any offset of the data, N up to 1e7); a variance keeps about
+    (any offset of the data; N = 1e6 tested); a variance keeps about
     ``16 eps (1 + D**2)`` relative, D its component's distance from the
     data's centre in its own standard deviations (2e-5 at D = 3 in float32;
     the errors measured stay below it). Where the bound
