@@ -60,6 +60,8 @@ GEMM_RELATIVE_LIMIT = 1e-4
 # entry (the squared distance, the KL), "auto" recomputes the matrix by the
 # direct form, whose error is relative to each entry (they can be 0).
 PAIR_RELATIVE_LIMIT = 1e-5
+# ... or past this many ulp of the result's dtype, where tighter (float64: 9e-13).
+PAIR_ULPS = 4096
 # Values of the (N, K, d) broadcast per block of the direct form.
 DIRECT_BLOCK = 1 << 20
 
@@ -281,7 +283,7 @@ def _gemm(x, loc, spread, par, lead, what, wd, rows, check):
         if what == "log_prob":
             check = _too_coarse(bound, log_scale, half_log_2pi, xp)
         else:
-            check = not _resolved(out, bound[..., None, :], xp)
+            check = not _resolved(out, bound[..., None, :], xp, wd)
     if what == "mahalanobis":
         out = xp.sqrt(xp.clip(out, 0.0, None))  # rounding may dip below zero at distance 0
     return out, check
@@ -300,17 +302,20 @@ def _too_coarse(bound, log_scale, half_log_2pi, xp):
     return not bool(xp.all(bound <= xp.clip(GEMM_RELATIVE_LIMIT * scale, None, GEMM_ERROR_LIMIT)))
 
 
-def _resolved(out, bound, xp):
+def _resolved(out, bound, xp, dtype):
     """Whether every entry of `out` is finite, normal and has `bound` within its relative limit.
 
     `bound` is the expansion's error bound per entry (broadcasting against
     `out`): for the Mahalanobis distance, columns of ``8 eps sum((reach + m**2)
     prec)`` with `reach` the largest squared deviation of the data from the
-    centre per coordinate; for KL and W2, row plus column sums. One value read.
+    centre per coordinate; for KL and W2, row plus column sums. The limit is
+    `PAIR_RELATIVE_LIMIT`, or `PAIR_ULPS` ulp of the result's `dtype` where
+    that is tighter (float64 results). One value read.
     """
     finfo = xp.finfo(out.dtype)
     floor = float(finfo.smallest_normal) / float(finfo.eps)
-    ok = (bound <= PAIR_RELATIVE_LIMIT * out) & (out >= floor) & (out <= float(finfo.max))
+    limit = min(PAIR_RELATIVE_LIMIT, PAIR_ULPS * float(xp.finfo(dtype).eps))
+    ok = (bound <= limit * out) & (out >= floor) & (out <= float(finfo.max))
     return bool(xp.all(ok))
 
 
@@ -418,7 +423,7 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
                 break
             params = (*_full_params(p, lead, xp, w), *_full_params(q, lead, xp, w))
             out, bound = _kl_gemm(*params, xp, w, check)
-            if not check or _resolved(out, bound, xp):
+            if not check or _resolved(out, bound, xp, dtype):
                 return finish(out, dtype, xp)
     return _kl_matrix(p, q, lead, xp, wd, dtype)
 
@@ -512,7 +517,7 @@ def pairwise_wasserstein2(p, q, *, method="auto"):
         sq = a2 + b2 - 2.0 * xp.matmul(a, xp.matrix_transpose(b))
         # the bound of the expansion is 8 eps (|a|**2 + |b|**2) per entry; beyond it
         # (near pairs far from the centre, squares out of range) the direct form
-        if not check or _resolved(sq, 8 * float(xp.finfo(wd).eps) * (a2 + b2), xp):
+        if not check or _resolved(sq, 8 * float(xp.finfo(wd).eps) * (a2 + b2), xp, dtype):
             return finish(xp.sqrt(xp.clip(sq, 0.0, None)), dtype, xp)
     # a scaled norm of the differences: no overflow or underflow where W2 is representable
     dm = loc_p[..., :, None, :] - loc_q[..., None, :, :]
