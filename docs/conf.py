@@ -41,7 +41,6 @@ templates_path = ["_templates"]
 # MyST: the GitHub-flavoured Markdown the pages are written in.
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
-suppress_warnings = ["myst.header"]
 
 # The API reference.
 autosummary_generate = True
