@@ -30,7 +30,6 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.intersphinx",
     "numpydoc",
     "dg_figures",
 ]
@@ -51,8 +50,6 @@ numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 numpydoc_validation_checks: set[str] = set()
-
-intersphinx_mapping: dict[str, tuple[str, None]] = {}
 
 html_theme = "pydata_sphinx_theme"
 html_title = "diaggauss"
