@@ -411,7 +411,7 @@ def run_em(
 
 # EM iterations (at most) each distinct k-means start runs before the best one is kept:
 # the likelihood, not the inertia, tells the better start (digits: +1.9 nats a point).
-SCREEN_ITER = 5
+SCREEN_ITER = 3
 
 
 def _best_start(candidates, rows, steps, tol):
