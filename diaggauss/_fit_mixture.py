@@ -410,7 +410,7 @@ def run_em(
 
 
 # EM iterations (at most) each distinct k-means start runs before the best one is kept:
-# the likelihood, not the inertia, tells the better start (digits: +1.9 nats a point).
+# the likelihood, not the inertia, tells the better start (digits: +1.6 nats a point).
 SCREEN_ITER = 3
 
 
