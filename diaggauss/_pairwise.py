@@ -24,6 +24,8 @@ preallocated result.
 
 from __future__ import annotations
 
+import functools
+
 from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag
 from ._dtypes import event_size, finish, result_dtype, work_dtype
@@ -283,7 +285,7 @@ def _gemm(x, loc, spread, par, lead, what, wd, rows, check):
         if what == "log_prob":
             check = _too_coarse(bound, log_scale, half_log_2pi, xp)
         else:
-            check = not _resolved(out, bound[..., None, :], xp, wd)
+            check = not bool(xp.all(_resolved(out, bound[..., None, :], xp, wd)))
     if what == "mahalanobis":
         out = xp.sqrt(xp.clip(out, 0.0, None))  # rounding may dip below zero at distance 0
     return out, check
@@ -303,20 +305,42 @@ def _too_coarse(bound, log_scale, half_log_2pi, xp):
 
 
 def _resolved(out, bound, xp, dtype):
-    """Whether every entry of `out` is finite, normal and has `bound` within its relative limit.
+    """Which entries of `out` are finite, normal and have `bound` within their relative limit.
 
     `bound` is the expansion's error bound per entry (broadcasting against
     `out`): for the Mahalanobis distance, columns of ``8 eps sum((reach + m**2)
     prec)`` with `reach` the largest squared deviation of the data from the
     centre per coordinate; for KL and W2, row plus column sums. The limit is
     `PAIR_RELATIVE_LIMIT`, or `PAIR_ULPS` ulp of the result's `dtype` where
-    that is tighter (float64 results). One value read.
+    that is tighter (float64 results).
     """
     finfo = xp.finfo(out.dtype)
     floor = float(finfo.smallest_normal) / float(finfo.eps)
     limit = min(PAIR_RELATIVE_LIMIT, PAIR_ULPS * float(xp.finfo(dtype).eps))
-    ok = (bound <= limit * out) & (out >= floor) & (out <= float(finfo.max))
-    return bool(xp.all(ok))
+    return (bound <= limit * out) & (out >= floor) & (out <= float(finfo.max))
+
+
+def _redo_entries(out, ok, side_p, side_q, direct, xp):
+    """`out` (..., K1, K2) with each entry that is not `ok` recomputed by `direct`.
+
+    `side_p`, `side_q` are the parameter arrays (..., K, d) of each side;
+    `direct` takes their rows for the entries' pairs, (P, d) each, and gives
+    the P values. Only the unresolved entries are recomputed (the zeros of a
+    batch against itself are the diagonal), gathered into place by a
+    running count, as the standard has no scatter.
+    """
+    k1, k2 = out.shape[-2:]
+    ok = xp.reshape(xp.broadcast_to(ok, out.shape), (-1,))
+    bad = xp.nonzero(~ok)[0]
+    batch = bad // (k1 * k2)
+
+    def rows(side, index):
+        return [xp.take(xp.reshape(a, (-1, a.shape[-1])), index, axis=0) for a in side]
+
+    vals = direct(rows(side_p, batch * k1 + (bad // k2) % k1), rows(side_q, batch * k2 + bad % k2))
+    pos = xp.clip(xp.cumulative_sum(xp.astype(~ok, bad.dtype)) - 1, 0, None)
+    filled = xp.take(xp.astype(vals, out.dtype), pos)
+    return xp.reshape(xp.where(ok, xp.reshape(out, (-1,)), filled), out.shape)
 
 
 def _wider_dtype(wd, xp):
@@ -414,30 +438,45 @@ def pairwise_kl_divergence(p, q, *, method="auto"):
     xp, lead, dtype, wd = _pair_components(p, q, "pairwise_kl_divergence")
     if p.batch_shape[-1] == 0 or q.batch_shape[-1] == 0:
         return _empty((*lead, p.batch_shape[-1], q.batch_shape[-1]), dtype, p.loc, xp)
+    sides = [_kl_side(v, lead, xp, wd) for v in (p, q)]
+    if p.parameterization == q.parameterization == "log_scale":
+        sides = [side[:2] for side in sides]  # t from log-scales as given
+    if method == "direct":
+        views = ([a[..., :, None, :] for a in sides[0]], [a[..., None, :, :] for a in sides[1]])
+        return finish(_kl_direct(*views, xp), dtype, xp)
     gaps = gaps_for(xp)
     check = method == "auto" and gaps.is_concrete(p.loc) and gaps.is_concrete(q.loc)
-    if method != "direct":
-        # unresolved in the working dtype: at float64, from the parameters as given
-        for w in (wd, _wider_dtype(wd, xp)) if check else (wd,):
-            if w is None:
-                break
-            params = (*_full_params(p, lead, xp, w), *_full_params(q, lead, xp, w))
-            out, bound = _kl_gemm(*params, xp, w, check)
-            if not check or _resolved(out, bound, xp, dtype):
-                return finish(out, dtype, xp)
-    return _kl_matrix(p, q, lead, xp, wd, dtype)
+    # unresolved in the working dtype: at float64, from the parameters as given
+    for w in (wd, _wider_dtype(wd, xp)) if check else (wd,):
+        if w is None:
+            break
+        params = (*_full_params(p, lead, xp, w), *_full_params(q, lead, xp, w))
+        out, bound = _kl_gemm(*params, xp, w, check)
+        if not check:
+            return finish(out, dtype, xp)
+        ok = _resolved(out, bound, xp, dtype)
+        if bool(xp.all(ok)):
+            return finish(out, dtype, xp)
+    direct = functools.partial(_kl_direct, xp=xp)
+    return finish(_redo_entries(out, ok, *sides, direct, xp), dtype, xp)
 
 
-def _kl_matrix(p, q, lead, xp, wd, dtype):
-    """The direct (..., K1, K2, d) form: non-negative terms, relative-accurate."""
-    (loc_p, ls_p), (loc_q, ls_q) = (_full_params(v, lead, xp, wd) for v in (p, q))
-    if p.parameterization == q.parameterization == "log_scale":
-        t = 2.0 * (ls_p[..., :, None, :] - ls_q[..., None, :, :])
-    else:  # log(s_p / s_q) from the scales: log(s) would carry ~|log s| eps into t
-        s_p, s_q = (_full_params(v, lead, xp, wd, "scale")[1] for v in (p, q))
-        t = 2.0 * log_ratio(s_p[..., :, None, :], s_q[..., None, :, :], xp)
-    u = (loc_p[..., :, None, :] - loc_q[..., None, :, :]) * xp.exp(-ls_q[..., None, :, :])
-    return finish(0.5 * xp.sum(exp_excess(t, xp) + u * u, axis=-1), dtype, xp)
+def _kl_side(dist, lead, xp, wd):
+    """``[loc, log_scale, scale]`` of one side at `wd`, broadcast to `lead`."""
+    return [*_full_params(dist, lead, xp, wd), _full_params(dist, lead, xp, wd, "scale")[1]]
+
+
+def _kl_direct(side_p, side_q, xp):
+    """KL from broadcasting sides: non-negative terms, relative-accurate.
+
+    With scales in the sides, ``t = 2 log(s_p / s_q)`` from them (`log_ratio`):
+    a derived ``log s`` would carry ``~|log s| eps`` into ``t``.
+    """
+    loc_p, ls_p, *s_p = side_p
+    loc_q, ls_q, *s_q = side_q
+    t = 2.0 * (log_ratio(s_p[0], s_q[0], xp) if s_p else ls_p - ls_q)
+    u = (loc_p - loc_q) * xp.exp(-ls_q)
+    return 0.5 * xp.sum(exp_excess(t, xp) + u * u, axis=-1)
 
 
 def _kl_gemm(loc_p, ls_p, loc_q, ls_q, xp, wd, check):
@@ -511,14 +550,24 @@ def pairwise_wasserstein2(p, q, *, method="auto"):
     a, b = a - center, b - center
     # squares that would overflow go to the direct form before they are taken
     big = (float(xp.finfo(wd).max) / (8 * a.shape[-1])) ** 0.5
-    if method != "direct" and not (check and not _within(a, b, big, xp)):
-        a2 = xp.sum(a * a, axis=-1)[..., :, None]
-        b2 = xp.sum(b * b, axis=-1)[..., None, :]
-        sq = a2 + b2 - 2.0 * xp.matmul(a, xp.matrix_transpose(b))
-        # the bound of the expansion is 8 eps (|a|**2 + |b|**2) per entry; beyond it
-        # (near pairs far from the centre, squares out of range) the direct form
-        if not check or _resolved(sq, 8 * float(xp.finfo(wd).eps) * (a2 + b2), xp, dtype):
-            return finish(xp.sqrt(xp.clip(sq, 0.0, None)), dtype, xp)
-    # a scaled norm of the differences: no overflow or underflow where W2 is representable
-    dm = loc_p[..., :, None, :] - loc_q[..., None, :, :]
-    return finish(scaled_norm(dm, xp, s_p[..., :, None, :] - s_q[..., None, :, :]), dtype, xp)
+    direct = functools.partial(_w2_direct, xp=xp)
+    if method == "direct" or (check and not _within(a, b, big, xp)):
+        rows = [loc_p[..., :, None, :], s_p[..., :, None, :]]
+        return finish(direct(rows, [loc_q[..., None, :, :], s_q[..., None, :, :]]), dtype, xp)
+    a2 = xp.sum(a * a, axis=-1)[..., :, None]
+    b2 = xp.sum(b * b, axis=-1)[..., None, :]
+    sq = a2 + b2 - 2.0 * xp.matmul(a, xp.matrix_transpose(b))
+    out = xp.sqrt(xp.clip(sq, 0.0, None))
+    if not check:
+        return finish(out, dtype, xp)
+    # the bound of the expansion is 8 eps (|a|**2 + |b|**2) per entry; beyond it
+    # (near pairs far from the centre, squares out of range) the direct form
+    ok = _resolved(sq, 8 * float(xp.finfo(wd).eps) * (a2 + b2), xp, dtype)
+    if bool(xp.all(ok)):
+        return finish(out, dtype, xp)
+    return finish(_redo_entries(out, ok, [loc_p, s_p], [loc_q, s_q], direct, xp), dtype, xp)
+
+
+def _w2_direct(side_p, side_q, xp):
+    """W2 from broadcasting ``[loc, scale]`` sides: a scaled norm, finite where W2 is."""
+    return scaled_norm(side_p[0] - side_q[0], xp, side_p[1] - side_q[1])
