@@ -265,27 +265,38 @@ def test_numpy_density_overrides(kernel, shape, lead, dtype):
     _close(_call(override, wide, kw, xp), _call(dispatch.generic, wide, kw, xp), dtype)
 
 
-def test_jax_em_step_override():
-    jax = pytest.importorskip("jax")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_jax_em_step_override(dtype):
+    """Both sides of SUM_ROWS, the exact-variance branch, repeat calls, each dtype."""
+    pytest.importorskip("jax")
     from diaggauss import _em
+    from diaggauss.backends.jax import _overrides as o
 
     xp = _namespace("jax")
     rng = np.random.default_rng(4)
-    x = _to(
-        "jax", np.concatenate([rng.normal(-3, 1, (300, 3)), rng.normal(3, 1, (300, 3))]), "float64"
-    )
-    w = _to("jax", np.ones(600), "float64")
-    logits = _to("jax", np.log([0.4, 0.6]), "float64")
-    loc = _to("jax", [[-1.0, 0, 0], [1.0, 0, 0]], "float64")
-    var = _to("jax", np.ones((2, 3)), "float64")
-    got = gaps_for(xp).overrides["em_step"](x, w, logits, loc, var, 1e-6, xp=xp)
-    want = _em.em_step.generic(x, w, logits, loc, var, 1e-6, xp=xp)
-    for a, b in zip(got, want, strict=True):
-        _close(a, b, "float64")
-    again = gaps_for(xp).overrides["em_step"](x, w, logits, loc, var, 1e-6, xp=xp)
-    for a, b in zip(got, again, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    del jax
+    for n in (600, o.SUM_ROWS - 1, 2 * o.SUM_ROWS + 7):
+        for tight in (False, True):
+            x = np.concatenate([rng.normal(-3, 1, (n // 2, 3)), rng.normal(3, 1, (n - n // 2, 3))])
+            spread = np.ones((2, 3))
+            if tight:  # a component at 30 with spread 1e-6: the exact variance runs
+                x[n // 2 :] = 30 + 1e-3 * rng.normal(size=(n - n // 2, 3))
+                spread[1] = 1e-6
+            xj = _to("jax", x, dtype)
+            center = xp.mean(xj, axis=0, keepdims=True)
+            xa, reach = _em.design(xj, center, xp=xp)
+            w = _to("jax", np.ones(n), dtype)
+            logits = _to("jax", np.log([0.4, 0.6]), dtype)
+            mc = _to("jax", [[-3.0, -3, -3], [30.0 if tight else 3.0] * 3], dtype) - center
+            var = _to("jax", spread, dtype)
+            args = (xa, w, logits, mc, var, 1e-6)
+            got = gaps_for(xp).overrides["em_step"](*args, reach=reach, xp=xp)
+            want = _em.em_step.generic(*args, reach=reach, xp=xp)
+            for a, b in zip(got[:3], want[:3], strict=True):
+                _close(a, b, dtype)
+            np.testing.assert_allclose(_np(got[3]), _np(want[3]), rtol=max(RTOL[dtype], 1e-5))
+            again = gaps_for(xp).overrides["em_step"](*args, reach=reach, xp=xp)
+            for a, b in zip(got, again, strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 # -- validation (NumPy, torch) -------------------------------------------------------------
