@@ -142,7 +142,8 @@ def log_ndtr(x, *, xp):
     wide = _wider_dtype(x.dtype, xp)
     if wide is None:
         return finish(log_ndtr_standard(x, xp), dtype, xp)
-    return finish(xp.astype(log_ndtr_standard(xp.astype(x, wide), xp), x.dtype), dtype, xp)
+    bits = xp.finfo(x.dtype).bits
+    return finish(xp.astype(log_ndtr_standard(xp.astype(x, wide), xp, bits), x.dtype), dtype, xp)
 
 
 def _wider_dtype(dtype, xp):

@@ -84,7 +84,7 @@ def _clenshaw(y, coefficients, xp):
     return y * b1 - b2 + coefficients[0]
 
 
-def log_ndtr_standard(x, xp):
+def log_ndtr_standard(x, xp, result_bits=None):
     """Log of the standard normal CDF, in pure array-API code.
 
     Accurate to a few ulp of the input's floating dtype on the whole real
@@ -97,6 +97,9 @@ def log_ndtr_standard(x, xp):
         Real floating array.
     xp : namespace
         The array API namespace of `x`.
+    result_bits : int, optional
+        The precision the result will be rounded to, when `x` is wider
+        (float32 results evaluated at float64): the series is cut for it.
 
     Returns
     -------
@@ -105,7 +108,7 @@ def log_ndtr_standard(x, xp):
     """
     finfo = xp.finfo(x.dtype)
     bits = finfo.bits
-    coefficients = ERFCX_CHEBYSHEV[: _TERMS_FOR_BITS.get(bits, 25)]
+    coefficients = ERFCX_CHEBYSHEV[: _TERMS_FOR_BITS.get(result_bits or bits, 25)]
     ax = xp.abs(x)
     # Beyond sqrt(max) the square overflows; inf * inf gives the same -inf
     # without raising a floating-point overflow signal.
