@@ -199,12 +199,14 @@ def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
 def log_ratio(a, b, xp):
     """``log(a / b)`` for positive `a`, `b`, to a few ulp of its own size.
 
-    For ratios in [1/2, 2], ``log1p((a - b) / b)``: the difference is exact
-    there, where the rounded ratio would carry an absolute error of eps.
+    ``+-log1p((hi - lo) / lo)`` with ``lo, hi`` the smaller and larger: the
+    difference is exact for ratios within 2 (where the rounded ratio would
+    carry an absolute error of eps), and ``log1p`` of an argument of 1 or
+    more is as accurate as ``log``; one logarithm, not two under a select.
     """
-    ratio = a / b
-    near = (ratio >= 0.5) & (ratio <= 2.0)
-    return xp.where(near, xp.log1p((a - b) / b), xp.log(ratio))
+    lo, hi = xp.minimum(a, b), xp.maximum(a, b)
+    magnitude = xp.log1p((hi - lo) / lo)
+    return xp.where(a >= b, magnitude, -magnitude)
 
 
 def _kl_from_terms(t, u, xp):
