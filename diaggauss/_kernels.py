@@ -192,8 +192,18 @@ def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
     rounded ratio alone was 2e-5 relative off in float32 (scales 1e-3 apart).
     """
     dtype, loc_p, scale_p, loc_q, scale_q = working(xp, loc_p, scale_p, loc_q, scale_q)
+    u = (loc_p - loc_q) / scale_q
+    wide = _wider_dtype(scale_p.dtype, xp)
+    if wide is not None:
+        # One logarithm of the ratio taken in float64: its rounding and the
+        # cancellation of expm1(t) - t there stay below float32's half ulp
+        # for |t| >= 1e-8, with no select (log_ratio and the series would
+        # cost twice the passes for the same float32 result).
+        t = 2.0 * xp.log(xp.astype(scale_p, wide) / xp.astype(scale_q, wide))
+        g = xp.astype(xp.expm1(t) - t, u.dtype)
+        return finish(0.5 * xp.sum(g + u * u, axis=-1), dtype, xp)
     t = 2.0 * log_ratio(scale_p, scale_q, xp)
-    return finish(_kl_from_terms(t, (loc_p - loc_q) / scale_q, xp), dtype, xp)
+    return finish(_kl_from_terms(t, u, xp), dtype, xp)
 
 
 def log_ratio(a, b, xp):
@@ -205,8 +215,8 @@ def log_ratio(a, b, xp):
     more is as accurate as ``log``; one logarithm, not two under a select.
     """
     lo, hi = xp.minimum(a, b), xp.maximum(a, b)
-    magnitude = xp.log1p((hi - lo) / lo)
-    return xp.where(a >= b, magnitude, -magnitude)
+    # the sign by copysign, not a select: NumPy's where runs 10x slower on a random mask
+    return xp.copysign(xp.log1p((hi - lo) / lo), a - b)
 
 
 def _kl_from_terms(t, u, xp):
