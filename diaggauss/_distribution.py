@@ -15,7 +15,13 @@ from ._namespace import (
     plain_pair,
 )
 from ._params import LOG_SCALE, PARAMETERISATIONS, PRECISION, SCALE, VARIANCE
-from ._shapes import batch_key, broadcast_shapes, event_dims, normalize_sample_shape
+from ._shapes import (
+    batch_key,
+    broadcast_shapes,
+    check_expand,
+    event_dims,
+    normalize_sample_shape,
+)
 from ._spread import Parameters
 from ._validation import (
     _DEFAULTS,
@@ -689,16 +695,7 @@ class MultivariateNormalDiag(Parameters):
         (4, 3)
         """
         batch_shape = normalize_sample_shape(batch_shape, "batch_shape")
-        current = self.batch_shape
-        try:
-            ok = broadcast_shapes(current, batch_shape) == batch_shape
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"cannot expand batch_shape={current} to {batch_shape}: each dimension must "
-                f"match or be 1 in the current batch shape"
-            )
+        check_expand(self.batch_shape, batch_shape)
         xp = self._ns()
         shape = (*batch_shape, self._loc.shape[-1])
         return self._with(xp.broadcast_to(self._loc, shape), xp.broadcast_to(self._param, shape))

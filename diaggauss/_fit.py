@@ -6,8 +6,9 @@ import math
 
 from ._distribution import MultivariateNormalDiag, get_default_validate_args
 from ._dtypes import finish, work_dtype
-from ._fit_mixture import FitInfo, fit_mixture, points_and_weights
+from ._fit_mixture import FitInfo, fit_mixture
 from ._gaps import gaps_for
+from ._inputs import points_and_weights
 from ._namespace import device_of
 from ._validation import check_array
 

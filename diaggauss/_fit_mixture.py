@@ -8,45 +8,13 @@ import math
 from ._dtypes import finish, work_dtype
 from ._em import design, e_step, em_step, m_step, natural, needs_float64
 from ._gaps import gaps_for
+from ._inputs import points_and_weights
 from ._kmeans import INITS, initial_responsibilities
 from ._mixture import MixtureDiag
-from ._namespace import as_array, device_of, get_namespace
-from ._shapes import broadcast_shapes
+from ._namespace import as_array, device_of
 from ._validation import check_array
 
-__all__ = ["FitInfo", "fit_mixture", "points_and_weights", "run_em"]
-
-
-def points_and_weights(x, weights, xp, *, name="x", batched=True):
-    """`x` (and `weights`) as arrays of one library, checked: ``(x, weights, xp)``."""
-    if xp is None:
-        xp = get_namespace((name, x), ("weights", weights))
-    x = as_array(name, x, xp)
-    if x.ndim < 2 or (not batched and x.ndim != 2):
-        want = "(..., N, d)" if batched else "(N, d)"
-        raise ValueError(f"{name} must have shape {want}; got {tuple(x.shape)}")
-    if x.shape[-2] == 0:
-        raise ValueError(f"{name} has no points (shape {tuple(x.shape)})")
-    if weights is not None:
-        weights = as_array("weights", weights, xp, dtype=x.dtype, device=device_of(x))
-        if tuple(weights.shape) != tuple(x.shape[:-1]):
-            try:
-                broadcast_shapes(tuple(weights.shape), tuple(x.shape[:-1]))
-            except ValueError:
-                raise ValueError(
-                    f"weights must have shape {tuple(x.shape[:-1])} (one per point of {name}); "
-                    f"got {tuple(weights.shape)}"
-                ) from None
-            weights = xp.broadcast_to(weights, tuple(x.shape[:-1]))
-        if gaps_for(xp).is_concrete(weights):
-            good = (weights >= 0) & (weights < math.inf)
-            if not bool(xp.all(good)):
-                check_array("weights", weights, good, "non-negative and finite", xp)
-            if not bool(xp.all(xp.sum(weights, axis=-1) > 0)):
-                raise ValueError("weights must not all be zero")
-        if weights.dtype != x.dtype:
-            weights = xp.astype(weights, x.dtype)
-    return x, weights, xp
+__all__ = ["FitInfo", "fit_mixture", "run_em"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,9 @@ tracer.
 
 from __future__ import annotations
 
+import math
+
+from ._gaps import gaps_for
 from ._namespace import (
     _namespace_of,
     as_array,
@@ -22,8 +25,9 @@ from ._namespace import (
 )
 from ._shapes import broadcast_shapes, check_value_shape
 from ._spread import Parameters
+from ._validation import check_array
 
-__all__ = ["as_value", "check_pair", "own_library", "prepare"]
+__all__ = ["as_value", "check_pair", "own_library", "points_and_weights", "prepare"]
 
 
 def prepare(loc, param, name, xp):
@@ -141,3 +145,35 @@ def _convert_hint(q) -> str:
     if module in ("tensorflow_probability", "distrax", "numpyro", "torch", "scipy"):
         return f" (convert it with MultivariateNormalDiag.from_distribution: a {module} object)"
     return ""
+
+
+def points_and_weights(x, weights, xp, *, name="x", batched=True):
+    """`x` (and `weights`) as arrays of one library, checked: ``(x, weights, xp)``."""
+    if xp is None:
+        xp = get_namespace((name, x), ("weights", weights))
+    x = as_array(name, x, xp)
+    if x.ndim < 2 or (not batched and x.ndim != 2):
+        want = "(..., N, d)" if batched else "(N, d)"
+        raise ValueError(f"{name} must have shape {want}; got {tuple(x.shape)}")
+    if x.shape[-2] == 0:
+        raise ValueError(f"{name} has no points (shape {tuple(x.shape)})")
+    if weights is not None:
+        weights = as_array("weights", weights, xp, dtype=x.dtype, device=device_of(x))
+        if tuple(weights.shape) != tuple(x.shape[:-1]):
+            try:
+                broadcast_shapes(tuple(weights.shape), tuple(x.shape[:-1]))
+            except ValueError:
+                raise ValueError(
+                    f"weights must have shape {tuple(x.shape[:-1])} (one per point of {name}); "
+                    f"got {tuple(weights.shape)}"
+                ) from None
+            weights = xp.broadcast_to(weights, tuple(x.shape[:-1]))
+        if gaps_for(xp).is_concrete(weights):
+            good = (weights >= 0) & (weights < math.inf)
+            if not bool(xp.all(good)):
+                check_array("weights", weights, good, "non-negative and finite", xp)
+            if not bool(xp.all(xp.sum(weights, axis=-1) > 0)):
+                raise ValueError("weights must not all be zero")
+        if weights.dtype != x.dtype:
+            weights = xp.astype(weights, x.dtype)
+    return x, weights, xp

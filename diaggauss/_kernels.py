@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 
 from ._dispatch import overridable
-from ._dtypes import event_size, finish, working
+from ._dtypes import event_size, finish, ranked, working
 from ._gaps import gaps_for
-from ._namespace import HALF_LOG_2PI
+from ._namespace import HALF_LOG_2PI, device_of
 from ._special import log_ndtr_standard
 
 __all__ = [
@@ -26,6 +26,8 @@ __all__ = [
     "cross_entropy_from_log_scale",
     "entropy",
     "entropy_from_log_normalizer",
+    "far_responsibilities",
+    "gather_component",
     "kl_divergence",
     "kl_divergence_from_log_scale",
     "log_cdf",
@@ -340,6 +342,32 @@ def logsumexp(a, axis, xp):
     return xp.squeeze(out, axis=axis)
 
 
+def far_responsibilities(x, log_weights, loc, precision, log_scale, *, xp):
+    """Mixture responsibilities of points so far out that every log density underflows.
+
+    `x` is ``(..., d)``; the parameters are ``(..., K)`` and ``(..., K, d)``.
+    With ``s = max |x_j|`` and ``u = x / s``, the quadratic term of component
+    k is ``s**2 A_k + s B_k + C_k``: ``A_k = sum(u**2 / v_k)``, ``B_k = -2
+    sum(u m_k / v_k)``, ``C_k = sum(m_k**2 / v_k)`` (``v`` the variances). At
+    such ``s`` any difference in ``A`` outweighs every other term, then any
+    difference in ``B``; among components that tie in both, the rest of the
+    log density, ``log w_k - sum(log s_k) - C_k / 2``, is exact. No term
+    overflows.
+    """
+    s = xp.max(xp.abs(x), axis=-1, keepdims=True)
+    u = (x / xp.where(s > 0, s, 1.0))[..., None, :]  # (..., 1, d)
+    a = xp.sum(u * u * precision, axis=-1)
+    b = -2.0 * xp.sum(u * (loc * precision), axis=-1)
+    rest = log_weights - xp.sum(log_scale, axis=-1) - 0.5 * xp.sum(loc * loc * precision, axis=-1)
+    rest = xp.broadcast_to(rest, a.shape)
+    live = rest > -math.inf
+    a = xp.where(live, a, math.inf)
+    live = live & (a == xp.min(a, axis=-1, keepdims=True))
+    b = xp.where(live, b, math.inf)
+    live = live & (b == xp.min(b, axis=-1, keepdims=True))
+    return xp.exp(log_softmax(xp.where(live, rest, -math.inf), -1, xp))
+
+
 def log_softmax(a, axis, xp):
     """``a - logsumexp(a)`` along `axis`.
 
@@ -349,3 +377,27 @@ def log_softmax(a, axis, xp):
     m = xp.max(a, axis=axis, keepdims=True)
     shifted = a - xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
+def gather_component(params, index, sample, xp):
+    """``params[..., index, :]`` per sample.
+
+    `params` is (*batch, K, d), `index` (*sample, *batch); the result is
+    (*sample, *batch, d).
+    """
+    batch_k_d = tuple(params.shape)
+    full = (*sample, *batch_k_d)
+    idx = xp.expand_dims(xp.expand_dims(index, axis=-1), axis=-1)  # (*sample, *batch, 1, 1)
+    idx = xp.broadcast_to(idx, (*sample, *batch_k_d[:-2], 1, batch_k_d[-1]))
+    source = xp.broadcast_to(params, full)
+    if hasattr(xp, "take_along_axis"):
+        picked = xp.take_along_axis(source, idx, axis=-2)
+    else:  # e.g. Dask: a one-hot contraction
+        k = batch_k_d[-2]
+        one_hot = xp.astype(
+            xp.expand_dims(index, axis=-1)
+            == ranked(xp.arange(k, device=device_of(params)), index.ndim + 1, xp),
+            params.dtype,
+        )
+        return xp.sum(xp.expand_dims(one_hot, axis=-1) * source, axis=-2)
+    return xp.squeeze(picked, axis=-2)

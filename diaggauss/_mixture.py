@@ -7,7 +7,7 @@ import math
 from ._distribution import MultivariateNormalDiag, get_default_validate_args
 from ._dtypes import ranked, work_dtype
 from ._gaps import ensure_jax_pytrees, gaps_for
-from ._kernels import log_softmax, logsumexp
+from ._kernels import far_responsibilities, gather_component, log_softmax, logsumexp
 from ._namespace import (
     as_array,
     convert_array,
@@ -20,7 +20,13 @@ from ._namespace import (
 )
 from ._pairwise import pairwise_log_prob
 from ._params import LOG_SCALE, PRECISION, SCALE, VARIANCE
-from ._shapes import batch_key, broadcast_shapes, check_value_shape, normalize_sample_shape
+from ._shapes import (
+    batch_key,
+    broadcast_shapes,
+    check_expand,
+    check_value_shape,
+    normalize_sample_shape,
+)
 from ._validation import check_array
 
 __all__ = ["MixtureDiag"]
@@ -411,34 +417,11 @@ class MixtureDiag:
         lost = lost & xp.all(xp.isfinite(x), axis=-1, keepdims=True)
         if gaps_for(xp).is_concrete(lost) and not bool(xp.any(lost)):
             return resp
-        return xp.where(lost, m._far_responsibilities(x), resp)
-
-    def _far_responsibilities(self, x):
-        """Responsibilities of points whose every log density underflows.
-
-        With ``s = max |x_j|`` and ``u = x / s``, the quadratic term of component
-        k is ``s**2 A_k + s B_k + C_k``: ``A_k = sum(u**2 / v_k)``, ``B_k = -2
-        sum(u m_k / v_k)``, ``C_k = sum(m_k**2 / v_k)`` (``v`` the variances). At
-        such ``s`` any difference in ``A`` outweighs every other term, then any
-        difference in ``B``; among components that tie in both, the rest of the
-        log density, ``log w_k - sum(log s_k) - C_k / 2``, is exact. No term
-        overflows.
-        """
-        xp = self._ns()
-        comps = self._components
-        s = xp.max(xp.abs(x), axis=-1, keepdims=True)
-        u = (x / xp.where(s > 0, s, 1.0))[..., None, :]  # (*sample, *batch, 1, d)
-        prec, loc = comps.precision, comps.loc  # (*batch, K, d)
-        a = xp.sum(u * u * prec, axis=-1)
-        b = -2.0 * xp.sum(u * (loc * prec), axis=-1)
-        rest = self.log_weights - xp.sum(comps.log_scale, axis=-1)
-        rest = ranked(rest - 0.5 * xp.sum(loc * loc * prec, axis=-1), a.ndim, xp)
-        live = rest > -math.inf
-        a = xp.where(live, a, math.inf)
-        live = live & (a == xp.min(a, axis=-1, keepdims=True))
-        b = xp.where(live, b, math.inf)
-        live = live & (b == xp.min(b, axis=-1, keepdims=True))
-        return xp.exp(log_softmax(xp.where(live, rest, -math.inf), -1, xp))
+        comps = m._components
+        far = far_responsibilities(
+            x, m.log_weights, comps.loc, comps.precision, comps.log_scale, xp=xp
+        )
+        return xp.where(lost, far, resp)
 
     def log_cdf(self, x):
         """Log of ``P(X <= x)``: ``logsumexp_k(log w_k + log_cdf_k(x))``."""
@@ -484,8 +467,8 @@ class MixtureDiag:
         index = xp.argmax(ranked(logits, gumbel.ndim, xp) + gumbel, axis=-1)  # (*sample, *batch)
         loc = xp.broadcast_to(comps.loc, (*batch, k, d))
         scale = xp.broadcast_to(comps.scale, (*batch, k, d))
-        chosen_loc = _gather_component(loc, index, sample, xp)
-        chosen_scale = _gather_component(scale, index, sample, xp)
+        chosen_loc = gather_component(loc, index, sample, xp)
+        chosen_scale = gather_component(scale, index, sample, xp)
         eps = stream.normal((*sample, *batch, d), dtype, device)
         return chosen_loc + chosen_scale * eps
 
@@ -540,16 +523,7 @@ class MixtureDiag:
         (4,)
         """
         batch_shape = normalize_sample_shape(batch_shape, "batch_shape")
-        current = tuple(self.batch_shape)
-        try:
-            ok = broadcast_shapes(current, batch_shape) == batch_shape
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(
-                f"cannot expand batch_shape={current} to {batch_shape}: each dimension must "
-                f"match or be 1 in the current batch shape"
-            )
+        check_expand(tuple(self.batch_shape), batch_shape)
         k = self.num_components
         logits = self._ns().broadcast_to(self._logits, (*batch_shape, k))
         comps = self._components.expand((*batch_shape, k))
@@ -565,27 +539,3 @@ class MixtureDiag:
             )
         except Exception:  # a pytree holding placeholders
             return f"{type(self).__name__}(logits={self._logits!r})"
-
-
-def _gather_component(params, index, sample, xp):
-    """``params[..., index, :]`` per sample.
-
-    `params` is (*batch, K, d), `index` (*sample, *batch); the result is
-    (*sample, *batch, d).
-    """
-    batch_k_d = tuple(params.shape)
-    full = (*sample, *batch_k_d)
-    idx = xp.expand_dims(xp.expand_dims(index, axis=-1), axis=-1)  # (*sample, *batch, 1, 1)
-    idx = xp.broadcast_to(idx, (*sample, *batch_k_d[:-2], 1, batch_k_d[-1]))
-    source = xp.broadcast_to(params, full)
-    if hasattr(xp, "take_along_axis"):
-        picked = xp.take_along_axis(source, idx, axis=-2)
-    else:  # e.g. Dask: a one-hot contraction
-        k = batch_k_d[-2]
-        one_hot = xp.astype(
-            xp.expand_dims(index, axis=-1)
-            == ranked(xp.arange(k, device=device_of(params)), index.ndim + 1, xp),
-            params.dtype,
-        )
-        return xp.sum(xp.expand_dims(one_hot, axis=-1) * source, axis=-2)
-    return xp.squeeze(picked, axis=-2)

@@ -12,6 +12,7 @@ from ._gaps import gaps_for
 __all__ = [
     "batch_key",
     "broadcast_shapes",
+    "check_expand",
     "check_value_shape",
     "event_dims",
     "normalize_sample_shape",
@@ -163,6 +164,19 @@ def _known_ints(i):
     if i.size == 0:
         return []
     return [int(xp.min(i)), int(xp.max(i))]
+
+
+def check_expand(current, batch_shape):
+    """Raise a `ValueError` unless `current` broadcasts to `batch_shape` (what `expand` needs)."""
+    try:
+        ok = broadcast_shapes(current, batch_shape) == batch_shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"cannot expand batch_shape={current} to {batch_shape}: each dimension must "
+            f"match or be 1 in the current batch shape"
+        )
 
 
 def event_dims(dims, d):
