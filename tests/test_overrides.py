@@ -40,6 +40,12 @@ def _density_args(kernel, rows, d, rng, lead=()):
         return (scale,), {}
     if kernel == "log_prob_from_log_scale":
         return (x, loc, np.log(scale)), {}
+    if kernel == "kl_divergence":  # from the scales as given
+        loc_q = rng.normal(size=(rows, d))
+        scale_q = rng.uniform(0.5, 2.0, size=(rows, d))
+        if lead:  # a batch of p against one q: not one row per pair
+            x = x.reshape(-1, d)[: rows * int(np.prod(lead))].reshape(*lead, rows, d)
+        return (x, scale + 0 * x, loc_q, scale_q), {}
     if kernel.startswith("kl_divergence_from_log_scale"):
         loc_q = rng.normal(size=(rows, d))
         ls_q = np.log(rng.uniform(0.5, 2.0, size=(rows, d)))
@@ -58,6 +64,7 @@ DENSITY_KERNELS = (
     "log_normalizer_from_scale",
     "kl_divergence_from_log_scale",
     "kl_divergence_from_log_scale+inv_scale_q",
+    "kl_divergence",
 )
 
 
@@ -116,6 +123,7 @@ COVERED = {
         "log_prob",
         "log_normalizer_from_scale",
         "kl_divergence_from_log_scale",
+        "kl_divergence",
         "log_prob_from_log_scale",
         "log_prob_from_inv_scale",
         "values_ok",

@@ -221,6 +221,26 @@ def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
     return out.mul_(0.5).reshape(loc_p.shape[:-1])
 
 
+@override(_kernels.kl_divergence, GAPS)
+def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
+    """`diaggauss._kernels.kl_divergence` of float32 scales, streamed over rows when large.
+
+    The generic kernel's float64 form (one logarithm of the ratio, then
+    ``expm1(t) - t``), one cache-sized block of rows at a time: eager torch
+    makes a pass per operation, and over blocks those passes stay in cache.
+    """
+    args = (loc_p, scale_p, loc_q, scale_q)
+    if not (_plain(*args) and _streamable(*args) and loc_p.dtype is torch.float32):
+        return _kernels.kl_divergence.generic(*args, xp=xp)
+    out, blocks = _row_blocks(*args)
+    for rows, (mp, sp, mq, sq) in blocks:
+        t = torch.div(sp, sq.double()).log_().mul_(2.0)
+        e = torch.expm1(t).sub_(t).float()
+        u = torch.sub(mp, mq).div_(sq)
+        torch.sum(e.add_(u.mul_(u)), -1, out=out[rows])  # the generic kernel's roundings
+    return out.mul_(0.5).reshape(loc_p.shape[:-1])
+
+
 def _series_in_place(t):
     """`diaggauss._kernels.exp_excess_series` of a block, its operations in place.
 
