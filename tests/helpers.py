@@ -45,6 +45,18 @@ def asarray(xp, a, dtype=None):
     return out if dtype is None else xp.astype(out, dtype)
 
 
+def spread_from_scale(kind, scale, dtype=None):
+    """The spread `kind` ("scale", "log_scale", "variance", "precision") of standard deviations
+    `scale`, in NumPy (in `dtype` when given): the reference conversion the ports share."""
+    scale = np.asarray(scale, dtype=dtype)
+    return {
+        "scale": lambda: scale,
+        "log_scale": lambda: np.log(scale),
+        "variance": lambda: scale**2,
+        "precision": lambda: scale**-2.0,
+    }[kind]()
+
+
 TOLERANCES = {"float64": 1e-12, "float32": 2e-5, "float16": 4e-3, "bfloat16": 3e-2}
 
 

@@ -66,6 +66,7 @@ import pickle
 
 import numpy as np
 import pytest
+from helpers import spread_from_scale
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -97,13 +98,7 @@ KINDS = ("scale", "log_scale", "variance", "precision")
 
 def _to_spread(kind, scale):
     """The parameter of `kind` for standard deviations `scale` (float64 NumPy)."""
-    scale = np.asarray(scale, dtype=np.float64)
-    return {
-        "scale": lambda: scale,
-        "log_scale": lambda: np.log(scale),
-        "variance": lambda: scale**2,
-        "precision": lambda: scale**-2.0,
-    }[kind]()
+    return spread_from_scale(kind, scale, np.float64)
 
 
 def _ref_scale(kind, spread):

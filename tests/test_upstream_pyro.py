@@ -62,6 +62,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from helpers import spread_from_scale
 
 torch = pytest.importorskip("torch")
 pyro = pytest.importorskip("pyro")
@@ -113,13 +114,7 @@ def assert_equal(actual, expected, prec=None):
 
 def _spread(kind, scale):
     """The spread `kind` ("scale", "log_scale", ...) with standard deviations `scale`."""
-    scale = np.asarray(scale, dtype=np.float64)
-    return {
-        "scale": scale,
-        "log_scale": np.log(scale),
-        "variance": scale**2,
-        "precision": scale**-2.0,
-    }[kind]
+    return spread_from_scale(kind, scale, np.float64)
 
 
 class Fixture(NamedTuple):

@@ -92,6 +92,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+from helpers import spread_from_scale
 
 torch = pytest.importorskip("torch")
 stats = pytest.importorskip("scipy.stats")
@@ -828,7 +829,9 @@ def test_log_prob_batched_matches_unbatched(mvnd_case):
             ex.make(
                 {
                     "loc": torch.tensor(flat_loc[i], dtype=x.dtype),
-                    ex.spread: torch.tensor(_spread_of(ex.spread, flat_scale[i]), dtype=x.dtype),
+                    ex.spread: torch.tensor(
+                        spread_from_scale(ex.spread, flat_scale[i]), dtype=x.dtype
+                    ),
                 }
             ).log_prob(flat_x[:, i])
             for i in range(flat_loc.shape[0])
@@ -837,15 +840,6 @@ def test_log_prob_batched_matches_unbatched(mvnd_case):
     ).reshape(batched.shape)
     assert batched.shape == unbatched.shape
     torch.testing.assert_close(batched, unbatched, rtol=1e-5, atol=1e-5)
-
-
-def _spread_of(kind, scale):
-    return {
-        "scale": scale,
-        "log_scale": np.log(scale),
-        "variance": scale**2,
-        "precision": scale**-2.0,
-    }[kind]
 
 
 def test_multivariate_normal_properties(mvnd_case):
@@ -923,7 +917,9 @@ def test_log_prob_broadcasts_unit_batch_axes(kind, method):
         d = MixtureDiag(torch.zeros(3, 1, 1, dtype=F64), loc[..., None, :], scale[..., None, :])
     else:
         ex = Example(MultivariateNormalDiag, kind, [])
-        d = ex.make({"loc": loc, ex.spread: torch.tensor(_spread_of(ex.spread, scale.numpy()))})
+        d = ex.make(
+            {"loc": loc, ex.spread: torch.tensor(spread_from_scale(ex.spread, scale.numpy()))}
+        )
     if not hasattr(d, method):
         pytest.skip(f"{type(d).__name__} has no {method}")
     x = torch.linspace(-1, 1, 8, dtype=F64).reshape(4, 2)
@@ -968,7 +964,7 @@ def _kl_families():
     families = {}
     for ctor in CONSTRUCTORS:
         kind = SPREAD_OF[ctor]
-        spreads = _spread_of(kind, np.asarray(scales)).tolist()
+        spreads = spread_from_scale(kind, np.asarray(scales)).tolist()
         ex = Example(MultivariateNormalDiag, ctor, [])
         families[ex.name] = _pairwise(
             lambda loc, s, ex=ex, kind=kind: ex.make({"loc": loc, kind: s}), locs, spreads
@@ -1071,7 +1067,7 @@ def _random_ours(gen, batch, ctor="", d=3):
     kind = SPREAD_OF[ctor]
     loc = torch.randn((*batch, d), generator=gen, dtype=F64)
     scale = 0.5 + 1.5 * torch.rand((*batch, d), generator=gen, dtype=F64)
-    spread = torch.tensor(_spread_of(kind, scale.numpy()))
+    spread = torch.tensor(spread_from_scale(kind, scale.numpy()))
     return Example(MultivariateNormalDiag, ctor, []).make({"loc": loc, kind: spread})
 
 
