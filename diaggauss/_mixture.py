@@ -372,10 +372,13 @@ class MixtureDiag:
         return xp.reshape(lp, (*sample, k))
 
     def _joint(self, x):
-        """``(mixture, log w_k + log N(x | k))``; the mixture may have adopted `x`'s library."""
+        """``(mixture, x, log w_k + log N(x | k))`` with `x` as ``(*sample, *batch, d)``.
+
+        The mixture may have adopted `x`'s library.
+        """
         m, x, sample = self._points(x)
         lp = m._component_log_prob(x, sample)
-        return m, lp + ranked(m.log_weights, lp.ndim, m._ns())
+        return m, x, lp + ranked(m.log_weights, lp.ndim, m._ns())
 
     def log_prob(self, x):
         """Log density at `x` of shape ``(*sample, *batch, d)``; returns ``(*sample, *batch)``.
@@ -387,7 +390,7 @@ class MixtureDiag:
         >>> bool(np.isclose(m.log_prob(np.zeros(1)), -0.5 * np.log(2 * np.pi)))
         True
         """
-        m, joint = self._joint(x)
+        m, _, joint = self._joint(x)
         return logsumexp(joint, -1, m._ns())
 
     def prob(self, x):
@@ -406,10 +409,8 @@ class MixtureDiag:
         array([[1., 0.],
                [0., 1.]])
         """
-        m, x, sample = self._points(x)
+        m, x, joint = self._joint(x)
         xp = m._ns()
-        lp = m._component_log_prob(x, sample)
-        joint = lp + ranked(m.log_weights, lp.ndim, xp)
         resp = xp.exp(log_softmax(joint, -1, xp))
         # A point so far out that every log density underflows to -inf (1e200 in
         # float64) would get 0/0; its responsibilities are exact in another form.
