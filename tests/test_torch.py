@@ -7,15 +7,12 @@ and torch's own Independent(Normal) and MultivariateNormal.
 from __future__ import annotations
 
 import copy
-import os
-import pathlib
 import pickle
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from helpers import run_python
 
 torch = pytest.importorskip("torch")
 stats = pytest.importorskip("scipy.stats")
@@ -513,16 +510,7 @@ def test_torch_compile_fullgraph_in_a_fresh_process():
         print("ok")
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=str(pathlib.Path(__file__).parent),
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ok")
+    assert run_python(code).strip().endswith("ok")
 
 
 @pytest.mark.slow
@@ -564,16 +552,7 @@ def test_torch_compile_before_any_eager_use_traces_cleanly():
         print("ok")
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=str(pathlib.Path(__file__).parent),
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
+    lines = run_python(code).strip().splitlines()
     assert lines[-1] == "ok"
     assert not [ln for ln in lines if "Dynamo" in ln or "graph break" in ln.lower()], lines
 
