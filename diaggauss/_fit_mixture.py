@@ -6,12 +6,13 @@ import dataclasses
 import math
 
 from ._dtypes import finish, work_dtype
-from ._em import design, e_step, em_step, m_step, natural, needs_float64
+from ._em import design, e_step, em_step, natural, needs_float64
 from ._gaps import gaps_for
 from ._inputs import points_and_weights
 from ._kmeans import INITS, initial_responsibilities
 from ._mixture import MixtureDiag
 from ._namespace import as_array, device_of
+from ._screen import best_start
 from ._validation import check_array
 
 __all__ = ["FitInfo", "fit_mixture", "run_em"]
@@ -243,7 +244,19 @@ class _Steps:
 
     def __init__(self, xa, w, reg_covar, reach, xp):
         self.xa, self.w, self.reg_covar, self.reach, self.xp = xa, w, reg_covar, reach, xp
+        self.gaps = gaps_for(xp)
         self.wide = None
+
+    def widen(self, xa, w, params):
+        """``((xa, w), None)``, or rows `xa` of the design at float64 and the working dtype.
+
+        Float64 where the E-step's bound for `params` asks for it (see `needs_float64`).
+        """
+        xp = self.xp
+        if not needs_float64(self.reach, *params[1:], xp=xp):
+            return (xa, w), None
+        d = params[1].shape[1]
+        return (design(xp.astype(xa[:, d : 2 * d], xp.float64), 0.0, xp=xp)[0], w), xa.dtype
 
     def _at(self, mc, var):
         xp = self.xp
@@ -344,8 +357,8 @@ def run_em(
         if everything:
             logits = var = mc = None
         else:
-            candidates, rows = initial_responsibilities(xc, xsq, w, k, method, stream, xp)
-            logits, mc, var = _best_start(candidates, rows, steps, tol)
+            start, runs, rows = initial_responsibilities(xc, xsq, w, k, method, stream, xp)
+            logits, mc, var = best_start(start, runs, rows, steps, tol)
         logits, mc, var = _replace(logits, mc, var, given, center, xp)
         _check_variances(var, reg_covar, reach, xp)
         history = []
@@ -375,42 +388,6 @@ def run_em(
         finish(logits, x.dtype, xp), finish(loc, x.dtype, xp), finish(var, x.dtype, xp)
     )
     return _Run(mixture, FitInfo(n_iter, score, converged, history, attempt), lower)
-
-
-# EM iterations (at most) each distinct k-means start runs before the best one is kept:
-# the likelihood, not the inertia, tells the better start (digits: +1.6 nats a point).
-SCREEN_ITER = 3
-
-
-def _best_start(candidates, rows, steps, tol):
-    """The start from the candidate whose mixture is best after `SCREEN_ITER` EM iterations.
-
-    The screening runs on `rows` (the k-means sample; None for every point),
-    and its iterations are part of the initialisation (not in ``n_iter``).
-    """
-    xp, xa, w, reg_covar = steps.xp, steps.xa, steps.w, steps.reg_covar
-    if len(candidates) == 1:
-        return m_step(xa, w, candidates[0](None), reg_covar, xp=xp)
-    if rows is not None:
-        ones = xp.ones((rows.shape[0],), dtype=w.dtype, device=device_of(w))
-        sample = _Steps(xp.take(xa, rows, axis=0), ones, reg_covar, steps.reach, xp)
-    else:
-        sample = steps
-    best = None
-    for candidate in candidates:
-        start = m_step(sample.xa, sample.w, candidate(rows), reg_covar, xp=xp)
-        prev = -math.inf
-        for _ in range(SCREEN_ITER):
-            ll, *start = sample.step(*start)
-            if abs(float(ll) - prev) < tol:
-                break
-            prev = float(ll)
-        score = sample.score(*start)
-        if best is None or score > best[0]:
-            best = (score, start, candidate)
-    if rows is None:
-        return best[1]
-    return m_step(xa, w, best[2](None), reg_covar, xp=xp)
 
 
 def _replace(logits, mc, var, given, center, xp):

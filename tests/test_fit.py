@@ -102,6 +102,40 @@ def test_kmeans_init_recovers_well_separated_blobs_for_every_seed(three_blobs):
         np.testing.assert_allclose(found, np.sort(centres[:, 0]), atol=0.3, err_msg=f"seed {seed}")
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e20, 1e30])
+def test_kmeans_init_at_any_float64_scale(three_blobs, scale):
+    """k-means runs in float32 on float64 data, scaled first: no square overflows or vanishes."""
+    x, centres = three_blobs
+    for seed in range(5):
+        mix = dg.fit_mixture(x * scale, 3, seed=seed, max_iter=20, reg_covar=0.0)
+        found = np.sort(mix.loc[:, 0]) / scale
+        np.testing.assert_allclose(found, np.sort(centres[:, 0]), atol=0.3, err_msg=f"seed {seed}")
+
+
+def test_kmeans_restarts_side_by_side_match_one_at_a_time(rng):
+    """The batched k-means++ draw and Lloyd runs equal each run done alone (a loop reference)."""
+    import array_api_compat.numpy as xp
+
+    from diaggauss import _kmeans
+    from diaggauss._gaps import gaps_for
+
+    x = rng.normal(size=(300, 4)) + 6.0 * rng.integers(0, 4, size=(300, 1))
+    x = x - x.mean(0)
+    xsq, w = (x * x).sum(1), rng.uniform(0.5, 2.0, size=300)
+    seeds = _kmeans.kmeans_plusplus(x, xsq, w, 4, gaps_for(xp).random_stream(3), xp, runs=3)
+    assert seeds.shape == (3, 4)
+    assert all(len(set(row)) == 4 for row in seeds.tolist())
+    centres, labels, inertia = _kmeans.lloyd(x, xsq, w, x[seeds], xp, 100)
+    for r in range(3):
+        one = _kmeans.lloyd(x, xsq, w, x[seeds[r]][None], xp, 100)[2]
+        # each run alone stops no later than the runs together: from the joint stop on
+        # it only refines, so its labels are those of a Lloyd fixed point or near it
+        d2 = ((x[:, None, :] - centres[r][None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(labels[:, r], d2.argmin(1))
+        assert inertia[r] <= one[0] * (1 + 1e-12) + 1e-9
+        np.testing.assert_allclose(inertia[r], (w * d2.min(1)).sum(), rtol=1e-9)
+
+
 @pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_inits_and_determinism(three_blobs, init):
     x, _ = three_blobs
