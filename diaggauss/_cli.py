@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu", help="cpu, or cuda for torch")
     bench.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument(
+        "--quality",
+        action="store_true",
+        help="fitted log-likelihoods against scikit-learn's (train and held out), not speed",
+    )
     return parser
 
 
@@ -220,6 +225,8 @@ def bench(args, out=sys.stdout) -> int:
     backends = [b.strip() for b in args.backends.split(",")] if args.backends else None
     if args.out:
         _check_writable(args.out)
+    if args.quality:
+        return _quality(args, out)
     try:
         report = bench_mod.run(
             backends,
@@ -237,6 +244,31 @@ def bench(args, out=sys.stdout) -> int:
         except bench_mod.BenchError as e:
             raise UsageError(str(e)) from None
         print(f"\nwrote {len(paths)} files to {args.out}", file=out)
+    return 0
+
+
+def _quality(args, out) -> int:
+    import importlib.util
+    import json
+    import os
+
+    from diaggauss.bench import _quality
+
+    if importlib.util.find_spec("sklearn") is None:
+        raise UsageError("bench --quality compares with scikit-learn, which is not installed")
+
+    def progress(row):
+        if not args.no_progress:
+            print(f"quality: {row['data']} ({row['seeds']} seeds)", file=sys.stderr, flush=True)
+
+    table = _quality.format_quality(rows := _quality.run_quality(args.tiny, progress))
+    print(table, file=out)
+    if args.out:
+        with open(os.path.join(args.out, "quality.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+        with open(os.path.join(args.out, "quality.md"), "w") as f:
+            f.write(table + "\n")
+        print(f"\nwrote quality.json and quality.md to {args.out}", file=out)
     return 0
 
 

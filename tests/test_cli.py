@@ -125,6 +125,36 @@ def test_bench_quick_writes_json_and_png(tmp_path):
 
 
 @pytest.mark.subprocess
+def test_bench_quality_tiny_matches_a_direct_scikit_learn_fit(tmp_path):
+    import json
+
+    import numpy as np
+
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_iris
+    from sklearn.mixture import GaussianMixture
+    from sklearn.model_selection import train_test_split
+
+    out = tmp_path / "q"
+    result = run_cli("bench", "--quality", "--tiny", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((out / "quality.json").read_text())
+    iris = next(r for r in rows if r["data"].startswith("iris"))
+    x = load_iris().data
+    train, test = train_test_split((x - x.mean(0)) / x.std(0), test_size=0.25, random_state=0)
+    fits = [
+        GaussianMixture(3, covariance_type="diag", random_state=s).fit(train)
+        for s in range(iris["seeds"])
+    ]
+    np.testing.assert_allclose(iris["train"][1], np.median([g.score(train) for g in fits]))
+    np.testing.assert_allclose(iris["held_out"][1], np.median([g.score(test) for g in fits]))
+    assert all(np.isfinite(r["train"] + r["held_out"]).all() for r in rows)
+    table = (out / "quality.md").read_text()
+    assert table.count("\n| ") == len(rows)  # a line per row after the header
+    assert f"{iris['held_out'][0]:.4f}" in table
+
+
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [
