@@ -34,7 +34,7 @@ extensions = [
     "dg_figures",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "bench/bench.md", "api/generated/.*"]
+exclude_patterns = ["_build", "bench/bench.md", "bench/quality.md", "api/generated/.*"]
 templates_path = ["_templates"]
 
 # MyST: the GitHub-flavoured Markdown the pages are written in.
