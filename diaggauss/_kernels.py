@@ -217,8 +217,12 @@ def log_ratio(a, b, xp):
     more is as accurate as ``log``; one logarithm, not two under a select.
     """
     lo, hi = xp.minimum(a, b), xp.maximum(a, b)
-    # the sign by copysign, not a select: NumPy's where runs 10x slower on a random mask
-    return xp.copysign(xp.log1p((hi - lo) / lo), a - b)
+    gap = hi - lo
+    # the sign as (a - b) / |a - b|: exactly +-1 (0 where a == b). copysign, sign and
+    # where branch on the sign, and ran 10-25x an arithmetic pass on the random signs
+    # of ordinary scales (NumPy float64, torch)
+    sign = (a - b) / (gap + xp.astype(gap == 0, gap.dtype))
+    return sign * xp.log1p(gap / lo)
 
 
 def _kl_from_terms(t, u, xp):

@@ -118,6 +118,7 @@ COVERED = {
         "log_prob",
         "log_prob_from_inv_scale",
         "kl_divergence_from_log_scale",
+        "kl_divergence",
     },
     "torch": {
         "log_prob",
@@ -238,6 +239,7 @@ NUMPY_DENSITIES = (
     "log_prob_from_inv_scale",
     "kl_divergence_from_log_scale",
     "kl_divergence_from_log_scale+inv_scale_q",
+    "kl_divergence",
 )
 
 

@@ -98,6 +98,30 @@ def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
     return total
 
 
+@override(_kernels.kl_divergence, GAPS)
+def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
+    """`diaggauss._kernels.kl_divergence` at float64: the series taken where needed, no select.
+
+    Float64 has no wider dtype for ``expm1(t) - t``, so the generic kernel
+    selects the series under ``|t| < 1/2`` with ``where``, which on the mask
+    of ordinary scales ran 12x the hand formula at (4096, 64).
+    """
+    args = (loc_p, scale_p, loc_q, scale_q)
+    if not _plain(*args) or loc_p.dtype != np.float64 or len({a.shape for a in args}) > 1:
+        return _kernels.kl_divergence.generic(*args, xp=xp)
+    t = _kernels.log_ratio(scale_p, scale_q, np)
+    t *= 2.0
+    e = np.expm1(t)
+    e -= t
+    _series_where_small(e, t)
+    u = np.subtract(loc_p, loc_q)
+    u /= scale_q
+    total = e.sum(axis=-1)
+    total += _sum_squares(u)
+    total *= 0.5
+    return total
+
+
 def _series_where_small(e, t):
     """``e = exp_excess(t)`` from ``e = expm1(t) - t``: the series where the kernel takes it.
 

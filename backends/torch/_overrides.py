@@ -217,34 +217,47 @@ def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
             e = torch.expm1(w).sub_(w).float().addcmul_(u, u)
             torch.sum(e, -1, out=out[rows])
             continue
-        e = torch.expm1(t).sub_(t)
-        # the series where the generic kernel takes it, as e (1 - small) + series
-        # small: exact (x * 1, x + 0), 4x faster than torch.where on a CPU block
-        small = torch.lt(t.abs(), _kernels.EXP_EXCESS_SERIES_BELOW).to(t.dtype)
-        series = _series_in_place(t.clamp(-_SERIES_REACH, _SERIES_REACH)).mul_(small)
-        e.mul_(small.neg_().add_(1.0)).add_(series).addcmul_(u, u)
-        torch.sum(e, -1, out=out[rows])
+        torch.sum(_exp_excess(t).addcmul_(u, u), -1, out=out[rows])
     return out.mul_(0.5).reshape(loc_p.shape[:-1])
 
 
 @override(_kernels.kl_divergence, GAPS)
 def kl_divergence(loc_p, scale_p, loc_q, scale_q, *, xp):
-    """`diaggauss._kernels.kl_divergence` of float32 scales, streamed over rows when large.
+    """`diaggauss._kernels.kl_divergence`, streamed over rows when large.
 
-    The generic kernel's float64 form (one logarithm of the ratio, then
-    ``expm1(t) - t``), one cache-sized block of rows at a time: eager torch
-    makes a pass per operation, and over blocks those passes stay in cache.
+    The generic kernel's forms one cache-sized block of rows at a time
+    (eager torch makes a pass per operation, and over blocks those passes
+    stay in cache): for float32 one logarithm of the ratio at float64, then
+    ``expm1(t) - t``; for float64 `log_ratio` and the series blended in
+    without a select (the generic ``where`` ran 35x the hand formula).
     """
     args = (loc_p, scale_p, loc_q, scale_q)
-    if not (_plain(*args) and _streamable(*args) and loc_p.dtype is torch.float32):
+    wide = loc_p.dtype is torch.float32
+    if not (_plain(*args) and _streamable(*args)):
         return _kernels.kl_divergence.generic(*args, xp=xp)
     out, blocks = _row_blocks(*args)
     for rows, (mp, sp, mq, sq) in blocks:
-        t = torch.div(sp, sq.double()).log_().mul_(2.0)
-        e = torch.expm1(t).sub_(t).float()
+        if wide:
+            t = torch.div(sp, sq.double()).log_().mul_(2.0)
+            e = torch.expm1(t).sub_(t).float()
+        else:
+            e = _exp_excess(_kernels.log_ratio(sp, sq, xp).mul_(2.0))
         u = torch.sub(mp, mq).div_(sq)
         torch.sum(e.add_(u.mul_(u)), -1, out=out[rows])  # the generic kernel's roundings
     return out.mul_(0.5).reshape(loc_p.shape[:-1])
+
+
+def _exp_excess(t):
+    """`diaggauss._kernels.exp_excess` of a float64 block, without a select.
+
+    The series where the generic kernel takes it, as ``e (1 - small) +
+    series``: exact (x * 1, x + 0), and 4x faster than torch.where on a CPU
+    block. `t` is the caller's temporary; the result is a fresh one.
+    """
+    e = torch.expm1(t).sub_(t)
+    small = torch.lt(t.abs(), _kernels.EXP_EXCESS_SERIES_BELOW).to(t.dtype)
+    series = _series_in_place(t.clamp(-_SERIES_REACH, _SERIES_REACH)).mul_(small)
+    return e.mul_(small.neg_().add_(1.0)).add_(series)
 
 
 def _series_in_place(t):
