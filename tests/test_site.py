@@ -36,6 +36,8 @@ PAGES = {
     "quickstart-torch.html": "Quickstart: PyTorch",
     "from-torch.html": "From torch",
     "gallery.html": "Pictures",
+    "numerics.html": "Numerics",
+    "numpyro-pyro.html": "numpyro and Pyro models",
     "api/generated/diaggauss.MultivariateNormalDiag.html": "diaggauss.MultivariateNormalDiag",
 }
 
