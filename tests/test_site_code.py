@@ -40,16 +40,6 @@ torch.manual_seed(0)
 net = torch.nn.Linear(4, 6)
 x = torch.randn(8, 4)
 """,
-    "jax.md": """
-import jax, jax.numpy as jnp
-mu, log_sigma = jnp.zeros((5, 2)), jnp.zeros((5, 2))
-x = jnp.ones((3, 5, 2))
-M, S = jnp.zeros((7, 2)), jnp.ones((7, 2))
-carry = jnp.zeros(())
-def step(carry, member):  # lax.scan hands over one batch member at a time
-    assert member.batch_shape == ()
-    return carry + member.entropy(), member.loc
-""",
     # The override pattern, shown without registering it: a decorator that
     # checks what the real one takes and returns the function unchanged.
     "contributing.md": """
@@ -68,7 +58,6 @@ CHECKS = {
     "index.md": "d = dg.MultivariateNormalDiag.from_precision(loc, precision); "
     "assert d.batch_shape == (5,)",
     "torch.md": "assert q.batch_shape == (8,) and z.shape == (8, 3) and kl.shape == (8,)",
-    "jax.md": "assert d.batch_shape == (5,)",
     "contributing.md": "assert log_prob.__name__ == 'log_prob'",
 }
 
