@@ -61,7 +61,7 @@ def design(x, center, *, xp):
     """``[xc**2, xc, 1]`` (N, 2d + 1) for ``xc = x - center``, and the largest ``xc**2`` (d,)."""
     xc = x - center
     sq = xc * xc
-    ones = xp.ones((xc.shape[0], 1), dtype=xc.dtype, device=device_of(xc))
+    ones = xp.ones_like(xc[:, :1])  # placed (sharded) as the rows of xc
     return xp.concat([sq, xc, ones], axis=-1), xp.max(sq, axis=0)
 
 

@@ -179,6 +179,10 @@ def device_of(a):
     dev = getattr(a, "device", None)
     if dev is None or callable(dev):
         return array_api_compat.device(a)
+    # a sharded JAX array reports its sharding, a placement for its own shape only:
+    # new arrays of other shapes are left to the library (XLA propagates shardings)
+    if getattr(dev, "num_devices", 1) > 1:
+        return None
     return dev
 
 

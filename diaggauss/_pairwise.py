@@ -79,7 +79,7 @@ def quadratic_product(x, center, b_t, *, reach=False, chunk_rows=None, xp):
     """
     xc = x - center
     sq = xc * xc
-    ones = xp.ones((*xc.shape[:-1], 1), dtype=xc.dtype, device=device_of(xc))
+    ones = xp.ones_like(xc[..., :1])  # placed (sharded) as the rows of xc
     out = xp.matmul(xp.concat([sq, xc, ones], axis=-1), b_t)
     return out, (xp.max(sq, axis=-2, keepdims=True) if reach else None)
 
