@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag, get_default_validate_args
 from ._dtypes import finish, work_dtype
 from ._fit_mixture import FitInfo, fit_mixture
@@ -59,7 +60,7 @@ def fit(x, weights=None, *, min_scale=0.0, xp=None, validate_args=None):
     if gaps.is_concrete(x) and not bool(xp.all(xp.isfinite(x))):
         check_array("x", x, xp.isfinite(x), "finite", xp)
     w = None if weights is None else (xp.astype(weights, wd) if weights.dtype != wd else weights)
-    mean, var = _streamed_moments(xw, w, xp)
+    mean, var = streamed_moments(xw, w, xp=xp)
     scale = xp.sqrt(var)
     if min_scale:
         scale = xp.maximum(scale, xp.asarray(min_scale, dtype=wd, device=device_of(scale)))
@@ -98,8 +99,12 @@ def _block_moments(xb, wb, xp):
     return n, shift[..., 0, :], mdev, m2
 
 
-def _streamed_moments(x, w, xp):
-    """Weighted mean and biased variance of `x` (..., N, d) over N, blocks combined exactly."""
+@overridable
+def streamed_moments(x, w, *, xp):
+    """Weighted mean and biased variance of `x` (..., N, d) over N, blocks combined exactly.
+
+    `w` (..., N) or None (every weight 1).
+    """
     n = x.shape[-2]
     rows = max(FIT_BLOCK_ROWS, math.isqrt(n))
     c = n // rows

@@ -7,12 +7,12 @@ import math
 
 from ._dtypes import finish, work_dtype
 from ._em import design, e_step, em_step, natural, needs_float64
+from ._em_loop import initial_start, iterate
 from ._gaps import gaps_for
 from ._inputs import points_and_weights
-from ._kmeans import INITS, initial_responsibilities
+from ._kmeans import INITS
 from ._mixture import MixtureDiag
 from ._namespace import as_array, device_of
-from ._screen import best_start
 from ._validation import check_array
 
 __all__ = ["FitInfo", "fit_mixture", "run_em"]
@@ -280,7 +280,7 @@ class _Steps:
         return tuple(xp.astype(a, back) for a in out)
 
     def score(self, logits, mc, var):
-        """The mean log-likelihood under the parameters (a float)."""
+        """The mean log-likelihood under the parameters (a float; an array where traced)."""
         xp = self.xp
         xa, w, back = self._at(mc, var)
         params = (
@@ -288,7 +288,8 @@ class _Steps:
             if back is None
             else (xp.astype(a, xa.dtype) for a in (logits, mc, var))
         )
-        return float(e_step(xa, w, natural(*params, xp=xp), xp=xp)[0])
+        ll = e_step(xa, w, natural(*params, xp=xp), xp=xp)[0]
+        return float(ll) if gaps_for(xp).is_concrete(ll) else ll
 
 
 def run_em(
@@ -327,6 +328,11 @@ def run_em(
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, a MixtureDiag or means; got {init!r}")
     n_init = _real("n_init", n_init, 1, integer=True)
+    if n_init > 1 and not gaps.is_concrete(x):
+        raise ValueError(
+            f"n_init must be 1 where x is traced (jax.jit: the best start is chosen on the host); "
+            f"got n_init={n_init}"
+        )
     max_iter = _real("max_iter", max_iter, 0, integer=True)
     tol = _real("tol", tol, 0)
     reg_covar = _real("reg_covar", reg_covar, 0)
@@ -357,31 +363,29 @@ def run_em(
         if everything:
             logits = var = mc = None
         else:
-            start, runs, rows = initial_responsibilities(xc, xsq, w, k, method, stream, xp)
-            logits, mc, var = best_start(start, runs, rows, steps, tol)
+            logits, mc, var = initial_start(xc, xsq, steps, k, method, stream, tol, xp=xp)
         logits, mc, var = _replace(logits, mc, var, given, center, xp)
         _check_variances(var, reg_covar, reach, xp)
-        history = []
-        converged = False
-        n_iter = 0
-        prev = -math.inf
-        for n_iter in range(1, max_iter + 1):
-            ll, logits, mc, var = steps.step(logits, mc, var)
-            _check_variances(var, reg_covar, reach, xp)
-            ll = float(ll)
-            history.append(ll)
-            if verbose:
-                print(f"  init {attempt + 1}, iteration {n_iter}: mean log-likelihood {ll:.6g}")
-            if abs(ll - prev) < tol:
-                converged = True
-                break
-            prev = ll
-        score = steps.score(logits, mc, var) if final or not history else history[-1]
+
+        def report(n_iter, ll, attempt=attempt):
+            print(f"  init {attempt + 1}, iteration {n_iter}: mean log-likelihood {ll:.6g}")
+
+        logits, mc, var, n_iter, converged, history, lower = iterate(
+            steps.step,
+            logits,
+            mc,
+            var,
+            max_iter=max_iter,
+            tol=tol,
+            check=lambda v: _check_variances(v, reg_covar, reach, xp),
+            report=report if verbose else None,
+            xp=xp,
+        )
+        score = steps.score(logits, mc, var) if final or not max_iter else lower
         if verbose:
             print(f"init {attempt + 1}: {n_iter} iterations, converged {converged}")
-        lower = history[-1] if history else -math.inf
         if best is None or score > best[0]:
-            best = (score, logits, mc, var, n_iter, converged, tuple(history), attempt, lower)
+            best = (score, logits, mc, var, n_iter, converged, history, attempt, lower)
     score, logits, mc, var, n_iter, converged, history, attempt, lower = best
     loc = mc + center
     mixture = MixtureDiag.from_variance(
