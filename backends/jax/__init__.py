@@ -125,7 +125,7 @@ def key(seed):
 
 GAPS = JaxGaps()
 
-from . import _overrides, _pytrees  # noqa: E402, F401  (register on import)
+from . import _em, _fit, _overrides, _pytrees  # noqa: E402, F401  (register on import)
 from ._convert import from_distribution, to_distrax, to_numpyro, to_tfp  # noqa: E402
 
 

@@ -1,0 +1,279 @@
+"""JAX's EM: whole steps over the rows of a mesh, and the start and loop traced under jit.
+
+The E-step and M-step (`em_step`, `m_step`) are one jitted function each: a
+matrix product over the design matrix ``[xc**2, xc, 1]``, one exponential,
+and one product ``resp.T @ xa`` for the (K, 2d + 1) sums, as partial sums of
+`SUM_ROWS` rows (XLA schedules the memory). Where the rows are split over a
+mesh (the mesh in context, ``jax.set_mesh``, or a concrete array's own), the
+step runs per device on its rows (``jax.shard_map``) and the sums, the
+log-likelihood and the total weight are added by one ``psum``: one
+all-reduce per step, nothing N-sized moves. The exact variances, rare, sit
+behind a `lax.cond` (their own all-reduce, only when taken).
+
+Under a trace (``jax.jit`` of `diaggauss.fit_mixture`) the loop (`iterate`)
+is a `lax.while_loop` with the convergence test on traced values, and the
+start (`initial_start`) screens every k-means restart on traced scores
+instead of reading them: nothing reaches the host. A sharded start runs the
+same way (its gathers and cumulative sums left to XLA, under
+``jax.sharding.auto_axes`` on an Explicit mesh). Eager, unsharded data keeps
+the generic start and loop, so its results are unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
+
+from diaggauss import _em, _em_loop, _kmeans
+from diaggauss._dispatch import override
+
+from . import GAPS
+
+# Rows per partial sum of the EM step: one float32 dot or reduction over a million
+# rows kept 4e-5 of the variances, partial sums of this many keep 1e-6.
+SUM_ROWS = 4096
+
+
+def row_mesh(a):
+    """The mesh whose devices split the rows of `a`, or None (one device, or rows indivisible).
+
+    The mesh in context (``jax.set_mesh``), else that of a concrete array's
+    `NamedSharding`.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> row_mesh(jnp.zeros((8, 2))) is None
+    True
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        sharding = None if isinstance(a, jax.core.Tracer) else getattr(a, "sharding", None)
+        mesh = getattr(sharding, "mesh", None)
+        if mesh is None or mesh.empty:
+            return None
+    if mesh.size <= 1 or a.shape[0] % mesh.size:
+        return None
+    return mesh
+
+
+def in_auto(f, out_sharding):
+    """`f` with the context mesh's Explicit axes made Auto (XLA places its collectives)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    axes = tuple(
+        n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True) if t == AxisType.Explicit
+    )
+    if not axes:
+        return f
+    return jax.sharding.auto_axes(f, axes=axes, out_sharding=out_sharding)
+
+
+def over_rows(body, mesh, rows, rest):
+    """``body(*rows, *rest, axes=...)`` on each device's rows of `rows`; results replicated.
+
+    `axes` names the mesh axes to ``psum`` over (None without a mesh: one call).
+    """
+    if mesh is None:
+        return body(*rows, *rest, axes=None)
+    axes = tuple(mesh.axis_names)
+    split = len(rows)
+    if AxisType.Explicit in mesh.axis_types:  # typed shardings must match the specs
+        rows = tuple(jax.sharding.reshard(a, P(axes)) for a in rows)
+    per_device = jax.shard_map(
+        lambda *a: body(*a[:split], *a[split:], axes=axes),
+        mesh=mesh,
+        in_specs=(*(P(axes),) * split, *(P(),) * len(rest)),
+        out_specs=P(),
+    )
+    return per_device(*rows, *rest)
+
+
+def _psum(tree, axes):
+    return tree if axes is None else jax.lax.psum(tree, axes)
+
+
+def _blocked(a, b):
+    """``a @ b`` over the rows of `b` (N, D), as partial products of `SUM_ROWS` rows, added."""
+    n = b.shape[0]
+    c = n // SUM_ROWS
+    out = a[:, c * SUM_ROWS :] @ b[c * SUM_ROWS :]
+    if c:
+        parts = jnp.einsum(
+            "kcr,crd->ckd",
+            a[:, : c * SUM_ROWS].reshape(a.shape[0], c, SUM_ROWS),
+            b[: c * SUM_ROWS].reshape(c, SUM_ROWS, b.shape[1]),
+        )
+        out = out + jnp.sum(parts, axis=0)
+    return out
+
+
+def _finish(xa, rw, sums, reg_covar, axes):
+    """Log weights, centred means and variances from the summed statistics."""
+    logits, mc, var, nk, unresolved = _em.moments(sums, xa.dtype, reg_covar, xp=jnp)
+    d = mc.shape[1]
+
+    def exact():
+        # rare (tight components far from the centre): the (N, K, d) form, fused by XLA
+        dev = xa[:, None, d : 2 * d] - mc[None, :, :]
+        direct = _psum(jnp.sum(rw[:, :, None] * (dev * dev), axis=0), axes) / nk[:, None]
+        return jnp.where(unresolved, direct, var)
+
+    var = jax.lax.cond(jnp.any(unresolved), exact, lambda: var)
+    return logits, mc, var + reg_covar
+
+
+def _step_body(xa, w, logits, mc, var, reg_covar, *, axes):
+    b = _em.natural(logits, mc, var, xp=jnp)
+    e, total, norm = _em.normalise(xa @ b, -1, jnp)
+    llsum = _blocked((w * norm[:, 0])[None, :], jnp.ones_like(xa[:, :1]))[0, 0]
+    rw = e * (w[:, None] / total)
+    llsum, wsum, sums = _psum((llsum, jnp.sum(w), _blocked(rw.T, xa)), axes)
+    return (llsum / wsum, *_finish(xa, rw, sums, reg_covar, axes))
+
+
+def _m_body(xa, w, resp, reg_covar, *, axes):
+    rw = resp * w[:, None]
+    return _finish(xa, rw, _psum(_blocked(rw.T, xa), axes), reg_covar, axes)
+
+
+@functools.partial(jax.jit, static_argnames="mesh")
+def _em_step(xa, w, logits, mc, var, reg_covar, mesh=None):
+    return over_rows(_step_body, mesh, (xa, w), (logits, mc, var, reg_covar))
+
+
+@functools.partial(jax.jit, static_argnames="mesh")
+def _m_step(xa, w, resp, reg_covar, mesh=None):
+    return over_rows(_m_body, mesh, (xa, w, resp), (reg_covar,))
+
+
+@override(_em.em_step, GAPS)
+def em_step(xa, w, logits, mc, var, reg_covar, *, reach=None, xp):
+    """`diaggauss._em.em_step` compiled whole, once per shape; per device over a mesh's rows.
+
+    The generic step where the E-step must be redone at float64.
+    """
+    if _em.needs_float64(reach, mc, var, xp=xp):
+        return _em.em_step.generic(xa, w, logits, mc, var, reg_covar, reach=reach, xp=xp)
+    return _em_step(xa, w, logits, mc, var, reg_covar, mesh=row_mesh(xa))
+
+
+@override(_em.m_step, GAPS)
+def m_step(xa, w, resp, reg_covar, *, xp):
+    """`diaggauss._em.m_step` as one product, per device over a mesh's rows.
+
+    Eager unsharded data keeps the generic kernel (and its bits).
+    """
+    mesh = row_mesh(xa)
+    if mesh is None and GAPS.is_concrete(xa, resp):
+        return _em.m_step.generic(xa, w, resp, reg_covar, xp=xp)
+    return _m_step(xa, w, resp, reg_covar, mesh=mesh)
+
+
+@override(_em_loop.iterate, GAPS)
+def iterate(step, logits, mc, var, *, max_iter, tol, check=None, report=None, xp):
+    """`diaggauss._em_loop.iterate`; under a trace a `lax.while_loop` (at most `max_iter` steps).
+
+    Traced, `history` is an array of `max_iter` values, NaN after the
+    `n_iter` steps taken, and `n_iter`, `converged`, `last` are arrays.
+    """
+    if GAPS.is_concrete(logits, mc, var):
+        return _em_loop.iterate.generic(
+            step, logits, mc, var, max_iter=max_iter, tol=tol, check=check, report=report, xp=xp
+        )
+    dtype = mc.dtype
+
+    def cond(c):
+        return (c[0] < max_iter) & ~c[1]
+
+    def body(c):
+        i, _, prev, history, params = c
+        ll, *params = step(*params)
+        if check is not None:
+            check(params[2])
+        if report is not None:
+            jax.debug.callback(report, i + 1, ll)
+        return i + 1, jnp.abs(ll - prev) < tol, ll, history.at[i].set(ll), tuple(params)
+
+    start = (
+        jnp.asarray(0, jnp.int32),
+        jnp.asarray(False),
+        jnp.asarray(-jnp.inf, dtype),
+        jnp.full((max_iter,), jnp.nan, dtype),
+        (logits, mc, var),
+    )
+    n_iter, converged, last, history, (logits, mc, var) = jax.lax.while_loop(cond, body, start)
+    return logits, mc, var, n_iter, converged, history, last
+
+
+@override(_em_loop.initial_start, GAPS)
+def initial_start(xc, xsq, steps, k, method, stream, tol, *, xp):
+    """`diaggauss._em_loop.initial_start`, traced (and per device) where traced or sharded.
+
+    Eager unsharded data keeps the generic start.
+    """
+    if row_mesh(xc) is None and GAPS.is_concrete(xc):
+        return _em_loop.initial_start.generic(xc, xsq, steps, k, method, stream, tol, xp=xp)
+
+    def start(xc, xsq, xa, w):
+        return _traced_start(xc, xsq, xa, w, k, method, stream, tol, steps.reg_covar)
+
+    return in_auto(start, P())(xc, xsq, steps.xa, steps.w)
+
+
+def _traced_start(xc, xsq, xa, w, k, method, stream, tol, reg_covar):
+    """The start with no value read: every k-means restart screened, the best by traced score."""
+    from diaggauss._fit_mixture import SCREEN_ITER
+
+    if method != "kmeans":
+        candidates, _ = _kmeans.initial_responsibilities(xc, xsq, w, k, method, stream, jnp)
+        return m_step(xa, w, candidates[0](None), reg_covar, xp=jnp)
+    rows = _kmeans._sample(xc, xsq, w, k, stream, jnp)
+    if rows is None:
+        xs, ssq, ws, xas = xc, xsq, w, xa
+    else:
+        xs, ssq, xas = (jnp.take(a, rows, axis=0) for a in (xc, xsq, xa))
+        ws = jnp.ones((rows.shape[0],), dtype=w.dtype)
+    found, scores = [], []
+    for _ in range(_kmeans.KMEANS_RESTARTS):
+        seeds = jnp.take(xs, _kmeans.kmeans_plusplus(xs, ssq, ws, k, stream, jnp), axis=0)
+        centres = _lloyd(xs, ws, seeds, _kmeans.KMEANS_SAMPLE_ITER)
+        resp = _kmeans.one_hot(_kmeans._nearest(xs, centres, jnp)[0], k, xs.dtype, jnp)
+        params = m_step(xas, ws, resp, reg_covar, xp=jnp)
+
+        def step(*p):
+            return em_step(xas, ws, *p, reg_covar, xp=jnp)
+
+        params = iterate(step, *params, max_iter=SCREEN_ITER, tol=tol, xp=jnp)[:3]
+        found.append((centres, *params))
+        scores.append(_em.e_step(xas, ws, _em.natural(*params, xp=jnp), xp=jnp)[0])
+    best = jnp.argmax(jnp.stack(scores))
+    centres, *params = (jnp.stack(parts)[best] for parts in zip(*found, strict=True))
+    if rows is None:
+        return tuple(params)
+    resp = _kmeans.one_hot(_kmeans._nearest(xc, centres, jnp)[0], k, xc.dtype, jnp)
+    return m_step(xa, w, resp, reg_covar, xp=jnp)
+
+
+def _lloyd(x, w, centres, max_iter):
+    """`diaggauss._kmeans.lloyd`'s centres, as a `lax.while_loop` on traced label changes."""
+    k = centres.shape[0]
+    xw = x * w[:, None]
+
+    def body(c):
+        i, labels, centres, _ = c
+        onehot_t = _kmeans.one_hot(labels, k, x.dtype, jnp).T
+        counts = onehot_t @ w
+        safe = jnp.where(counts > 0, counts, jnp.ones_like(counts))
+        # an empty cluster keeps its centre
+        centres = jnp.where(counts[:, None] > 0, (onehot_t @ xw) / safe[:, None], centres)
+        new = _kmeans._nearest(x, centres, jnp)[0]
+        moved = jnp.sum((new != labels).astype(jnp.int32))
+        return i + 1, new, centres, moved <= _kmeans.LLOYD_TOL * x.shape[0]
+
+    labels = _kmeans._nearest(x, centres, jnp)[0]
+    start = (jnp.asarray(0, jnp.int32), labels, centres, jnp.asarray(False))
+    return jax.lax.while_loop(lambda c: (c[0] < max_iter) & ~c[3], body, start)[2]
