@@ -35,6 +35,13 @@ class FitInfo:
     best_init : int
         Which of the `n_init` initialisations won.
 
+    Notes
+    -----
+    Under ``jax.jit`` (traced data) the values are JAX arrays, not Python
+    numbers: `n_iter`, `log_likelihood` and `converged` are 0-d arrays, and
+    `history` an array of ``max_iter`` values, NaN after the `n_iter`
+    iterations run. (With JAX, `FitInfo` is a pytree.)
+
     Examples
     --------
     >>> import numpy as np, diaggauss as dg
@@ -220,6 +227,7 @@ def _start_arrays(init, weights_init, means_init, precisions_init, k, d, xp, lik
             out.append(None)
             continue
         a = as_array(name, value, xp, dtype=like.dtype, device=device_of(like))
+        a = a if a.dtype == like.dtype else xp.astype(a, like.dtype)  # float64 starts, float32 x
         if tuple(a.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}; got {tuple(a.shape)}")
         if gaps_for(xp).is_concrete(a):

@@ -490,8 +490,8 @@ def _kl_gemm(loc_p, ls_p, loc_q, ls_q, xp, wd, check):
     #      - mp . (mq prec_q) + mq**2 . prec_q / 2
     a_bias = -xp.sum(ls_p, axis=-1) - 0.5 * d
     b_bias = xp.sum(ls_q, axis=-1) + 0.5 * xp.sum(mq * mq * prec_q, axis=-1)
-    ones_p = xp.ones((*a_bias.shape, 1), dtype=wd, device=device_of(loc_p))
-    ones_q = xp.ones((*b_bias.shape, 1), dtype=wd, device=device_of(loc_q))
+    # placed (sharded) as the rows they join
+    ones_p, ones_q = xp.ones_like(a_bias[..., None]), xp.ones_like(b_bias[..., None])
     spread_p = var_p + mp_ * mp_
     a = xp.concat([spread_p, mp_, a_bias[..., None], ones_p], axis=-1)
     b = xp.concat([0.5 * prec_q, -(mq * prec_q), ones_q, b_bias[..., None]], axis=-1)

@@ -31,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 from diaggauss import _em, _em_loop, _kmeans
 from diaggauss._dispatch import override
 
-from . import GAPS
+from . import GAPS, JaxStream
 
 # Rows per partial sum of the EM step: one float32 dot or reduction over a million
 # rows kept 4e-5 of the variances, partial sums of this many keep 1e-6.
@@ -205,6 +205,8 @@ def iterate(step, logits, mc, var, *, max_iter, tol, check=None, report=None, xp
         jnp.full((max_iter,), jnp.nan, dtype),
         (logits, mc, var),
     )
+    if not max_iter:  # nothing to run (and nothing to index in an empty history)
+        return logits, mc, var, *start[:2], start[3], start[2]
     n_iter, converged, last, history, (logits, mc, var) = jax.lax.while_loop(cond, body, start)
     return logits, mc, var, n_iter, converged, history, last
 
@@ -218,10 +220,14 @@ def initial_start(xc, xsq, steps, k, method, stream, tol, *, xp):
     if row_mesh(xc) is None and GAPS.is_concrete(xc):
         return _em_loop.initial_start.generic(xc, xsq, steps, k, method, stream, tol, xp=xp)
 
-    def start(xc, xsq, xa, w):
-        return _traced_start(xc, xsq, xa, w, k, method, stream, tol, steps.reg_covar)
+    def start(xc, xsq, xa, w, key):
+        # the key goes in and out as an array: Auto axes refuse an Explicit one closed over
+        inner = JaxStream(key)
+        params = _traced_start(xc, xsq, xa, w, k, method, inner, tol, steps.reg_covar)
+        return params, inner.key
 
-    return in_auto(start, P())(xc, xsq, steps.xa, steps.w)
+    params, stream.key = in_auto(start, P())(xc, xsq, steps.xa, steps.w, stream.key)
+    return params
 
 
 def _traced_start(xc, xsq, xa, w, k, method, stream, tol, reg_covar):

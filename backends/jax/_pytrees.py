@@ -4,7 +4,9 @@ The data leaves of `diaggauss.MultivariateNormalDiag` are ``loc`` and the
 spread parameter as given; the static metadata is the parameterisation and
 ``validate_args``. Unflattening never validates or inspects the leaves, so
 the object passes through ``jax.jit``, ``jax.vmap`` (also when constructed
-inside the mapped function), ``jax.grad`` and ``lax.scan``.
+inside the mapped function), ``jax.grad`` and ``lax.scan``. `diaggauss.FitInfo`
+is one too, so ``fit_mixture(..., return_info=True)`` can be returned from
+``jax.jit``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import jax
 from jax.tree_util import GetAttrKey
 
 from diaggauss._distribution import MultivariateNormalDiag
+from diaggauss._fit_mixture import FitInfo
 from diaggauss._gaps import mark_jax_pytrees_registered
 from diaggauss._mixture import MixtureDiag
 
@@ -54,5 +57,12 @@ def _mixture_unflatten(aux, children):
 
 jax.tree_util.register_pytree_with_keys(
     MixtureDiag, _mixture_flatten_with_keys, _mixture_unflatten, _mixture_flatten
+)
+# `fit_mixture`'s report leaves a jitted function: its values are leaves (arrays under
+# jit), which initialisation won is the loop's own count
+jax.tree_util.register_dataclass(
+    FitInfo,
+    data_fields=["n_iter", "log_likelihood", "converged", "history"],
+    meta_fields=["best_init"],
 )
 mark_jax_pytrees_registered()
