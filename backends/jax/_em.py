@@ -25,10 +25,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import AxisType
 from jax.sharding import PartitionSpec as P
 
-from diaggauss import _em, _em_loop, _kmeans
+from diaggauss import _em, _em_loop, _kmeans, _screen
 from diaggauss._dispatch import override
 
 from . import GAPS, JaxStream
@@ -231,53 +232,86 @@ def initial_start(xc, xsq, steps, k, method, stream, tol, *, xp):
 
 
 def _traced_start(xc, xsq, xa, w, k, method, stream, tol, reg_covar):
-    """The start with no value read: every k-means restart screened, the best by traced score."""
-    from diaggauss._fit_mixture import SCREEN_ITER
-
+    """`initial_start` with no value read: the k-means runs and their screening traced."""
     if method != "kmeans":
-        candidates, _ = _kmeans.initial_responsibilities(xc, xsq, w, k, method, stream, jnp)
-        return m_step(xa, w, candidates[0](None), reg_covar, xp=jnp)
+        start, _, _ = _kmeans.initial_responsibilities(xc, xsq, w, k, method, stream, jnp)
+        return m_step(xa, w, start(None), reg_covar, xp=jnp)
+    runs = _kmeans.KMEANS_RESTARTS
     rows = _kmeans._sample(xc, xsq, w, k, stream, jnp)
+    x, x2, w1 = _kmeans._single(xc, xsq, w, jnp)
     if rows is None:
-        xs, ssq, ws, xas = xc, xsq, w, xa
+        xs, ssq, ws = x, x2, w1
     else:
-        xs, ssq, xas = (jnp.take(a, rows, axis=0) for a in (xc, xsq, xa))
-        ws = jnp.ones((rows.shape[0],), dtype=w.dtype)
-    found, scores = [], []
-    for _ in range(_kmeans.KMEANS_RESTARTS):
-        seeds = jnp.take(xs, _kmeans.kmeans_plusplus(xs, ssq, ws, k, stream, jnp), axis=0)
-        centres = _lloyd(xs, ws, seeds, _kmeans.KMEANS_SAMPLE_ITER)
-        resp = _kmeans.one_hot(_kmeans._nearest(xs, centres, jnp)[0], k, xs.dtype, jnp)
-        params = m_step(xas, ws, resp, reg_covar, xp=jnp)
+        xs, ssq = jnp.take(x, rows, axis=0), jnp.take(x2, rows, axis=0)
+        ws = jnp.ones((rows.shape[0],), dtype=w1.dtype)
+    seeds = _kmeans.kmeans_plusplus(xs, ssq, ws, k, stream, jnp, runs=runs)
+    seeds = jnp.take(xs, seeds.reshape(-1), axis=0).reshape(runs, k, -1)
+    centres = _lloyd(xs, ws, seeds, _kmeans.KMEANS_SAMPLE_ITER)
+    score = _kmeans._nearest(xs, centres, jnp)[1]
+    inertia = jnp.sum(ws[:, None] * (ssq[:, None] - 2.0 * jnp.max(score, axis=2)), axis=0)
+    labels = _kmeans._nearest(xs if rows is None else x, centres, jnp)[0]
 
-        def step(*p):
-            return em_step(xas, ws, *p, reg_covar, xp=jnp)
+    def start(idx):
+        return _kmeans.one_hot(labels if idx is None else labels[idx], k, xc.dtype, jnp)
 
-        params = iterate(step, *params, max_iter=SCREEN_ITER, tol=tol, xp=jnp)[:3]
-        found.append((centres, *params))
-        scores.append(_em.e_step(xas, ws, _em.natural(*params, xp=jnp), xp=jnp)[0])
-    best = jnp.argmax(jnp.stack(scores))
-    centres, *params = (jnp.stack(parts)[best] for parts in zip(*found, strict=True))
-    if rows is None:
-        return tuple(params)
-    resp = _kmeans.one_hot(_kmeans._nearest(xc, centres, jnp)[0], k, xc.dtype, jnp)
-    return m_step(xa, w, resp, reg_covar, xp=jnp)
+    # the generic start drops a clustering found again; where one is all that is left it
+    # takes no screening. Several distinct ones screen as here (a repeat is only a tie).
+    once = jnp.all(jnp.abs(inertia[1:] - inertia[0]) <= 1e-5 * jnp.abs(inertia[0]))
+    return jax.lax.cond(
+        once,
+        lambda: m_step(xa, w, start(None)[:, :k], reg_covar, xp=jnp),
+        lambda: _screened(start, runs, rows, xa, w, k, tol, reg_covar),
+    )
+
+
+def _screened(start, runs, rows, xa_all, w_all, k, tol, reg_covar):
+    """`diaggauss._screen.best_start` on traced values: the runs ranked by traced scores."""
+    n = xa_all.shape[0] if rows is None else rows.shape[0]
+    at = np.arange(n)
+    fit, held = jnp.asarray(at[at % _screen.HOLD_OUT != 0]), jnp.asarray(at[:: _screen.HOLD_OUT])
+    if rows is not None:
+        fit, held = rows[fit], rows[held]
+    xa, w = jnp.take(xa_all, fit, axis=0), jnp.take(w_all, fit, axis=0)
+    if rows is not None:  # the sample is drawn by weight
+        w = jnp.ones_like(w)
+    params = _screen._start(xa, w, start(fit), runs, reg_covar, jnp)
+
+    def body(c):
+        i, _, prev, params = c
+        ll, params = _screen._pass(xa, w, params, runs, jnp, reg_covar)
+        return i + 1, (i > 0) & jnp.all(jnp.abs(ll - prev) < tol), ll, params
+
+    first = (
+        jnp.asarray(0, jnp.int32),
+        jnp.asarray(False),
+        jnp.zeros(runs, _em._acc_dtype(xa.dtype, jnp)),
+        params,
+    )
+    params = jax.lax.while_loop(lambda c: (c[0] < _screen.SCREEN_ITER) & ~c[1], body, first)[3]
+    check = jnp.take(xa_all, held, axis=0)
+    weight = jnp.take(w_all, held, axis=0) if rows is None else jnp.ones(held.shape, w.dtype)
+    best = jnp.argmax(_screen._pass(check, weight, params, runs, jnp)[0]) * k
+    if rows is None:  # the winner goes on from its screening
+        return tuple(jax.lax.dynamic_slice_in_dim(a, best, k, axis=0) for a in params)
+    chosen = jax.lax.dynamic_slice_in_dim(start(None), best, k, axis=1)
+    return m_step(xa_all, w_all, chosen, reg_covar, xp=jnp)
 
 
 def _lloyd(x, w, centres, max_iter):
-    """`diaggauss._kmeans.lloyd`'s centres, as a `lax.while_loop` on traced label changes."""
-    k = centres.shape[0]
+    """`diaggauss._kmeans.lloyd`'s centres (R, K, d), as a `lax.while_loop` on traced moves."""
+    runs, k, d = centres.shape
     xw = x * w[:, None]
 
     def body(c):
         i, labels, centres, _ = c
-        onehot_t = _kmeans.one_hot(labels, k, x.dtype, jnp).T
-        counts = onehot_t @ w
+        onehot_t = _kmeans.one_hot(labels, k, x.dtype, jnp).T  # (R K, N)
+        counts = (onehot_t @ w).reshape(runs, k)
+        sums = (onehot_t @ xw).reshape(runs, k, d)
         safe = jnp.where(counts > 0, counts, jnp.ones_like(counts))
         # an empty cluster keeps its centre
-        centres = jnp.where(counts[:, None] > 0, (onehot_t @ xw) / safe[:, None], centres)
+        centres = jnp.where(counts[:, :, None] > 0, sums / safe[:, :, None], centres)
         new = _kmeans._nearest(x, centres, jnp)[0]
-        moved = jnp.sum((new != labels).astype(jnp.int32))
+        moved = jnp.max(jnp.sum((new != labels).astype(jnp.int32), axis=0))
         return i + 1, new, centres, moved <= _kmeans.LLOYD_TOL * x.shape[0]
 
     labels = _kmeans._nearest(x, centres, jnp)[0]
