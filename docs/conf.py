@@ -34,7 +34,13 @@ extensions = [
     "dg_figures",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "bench/bench.md", "bench/quality.md", "api/generated/.*"]
+exclude_patterns = [
+    "_build",
+    "bench/bench.md",
+    "bench/quality.md",
+    "api/generated/.*",
+    "scaling-out-jax.md",  # a fragment of the Scaling out guide, merged there
+]
 templates_path = ["_templates"]
 
 # MyST: the GitHub-flavoured Markdown the pages are written in.

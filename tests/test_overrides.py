@@ -317,6 +317,132 @@ def test_jax_em_step_override(dtype):
                 np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def _em_case(n, tight, dtype, xp):
+    """Design, weights and parameters of a two-component fit (one tight and far when `tight`)."""
+    from diaggauss import _em
+
+    rng = np.random.default_rng(n)
+    x = np.concatenate([rng.normal(-3, 1, (n // 2, 3)), rng.normal(3, 1, (n - n // 2, 3))])
+    if tight:
+        x[n // 2 :] = 30 + 1e-3 * rng.normal(size=(n - n // 2, 3))
+    xj = _to("jax", x, dtype)
+    center = xp.mean(xj, axis=0, keepdims=True)
+    xa, reach = _em.design(xj, center, xp=xp)
+    resp = np.zeros((n, 2))
+    resp[: n // 2, 0] = resp[n // 2 :, 1] = 1.0
+    resp = 0.9 * resp + 0.05
+    return xa, reach, _to("jax", np.ones(n), dtype), _to("jax", resp, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_jax_m_step_override(dtype):
+    """Compiled (one product) against the generic blocks: both sides of SUM_ROWS, exact branch."""
+    jax = pytest.importorskip("jax")
+    from diaggauss import _em
+    from diaggauss.backends.jax import _em as o
+
+    xp = _namespace("jax")
+    override = gaps_for(xp).overrides["m_step"]
+    for n in (600, o.SUM_ROWS - 1, 2 * o.SUM_ROWS + 7):
+        for tight in (False, True):
+            xa, _, w, resp = _em_case(n, tight, dtype, xp)
+            want = _em.m_step.generic(xa, w, resp, 1e-6, xp=xp)
+            # eager unsharded keeps the generic kernel; traced, the one-product form
+            eager = override(xa, w, resp, 1e-6, xp=xp)
+            for a, b in zip(eager, want, strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            jitted = jax.jit(lambda xa, w, r: override(xa, w, r, 1e-6, xp=xp))
+            got = jitted(xa, w, resp)
+            for a, b in zip(got[:2], want[:2], strict=True):
+                _close(a, b, dtype)
+            np.testing.assert_allclose(_np(got[2]), _np(want[2]), rtol=max(RTOL[dtype], 1e-5))
+            for a, b in zip(got, jitted(xa, w, resp), strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("max_iter", [0, 1, 3, 50])
+def test_jax_iterate_override(max_iter):
+    """The traced loop (lax.while_loop) against the generic one, with the same EM step."""
+    jax = pytest.importorskip("jax")
+    from diaggauss import _em, _em_loop
+
+    xp = _namespace("jax")
+    override = gaps_for(xp).overrides["iterate"]
+    xa, _, w, resp = _em_case(700, False, "float64", xp)
+    start = _em.m_step.generic(xa, w, resp, 1e-6, xp=xp)
+
+    def step(*p):
+        return _em.em_step(xa, w, *p, 1e-6, xp=xp)
+
+    def run(fn, *p):
+        return fn(step, *p, max_iter=max_iter, tol=1e-8, xp=xp)
+
+    want = run(_em_loop.iterate.generic, *start)
+    # eager: the generic loop itself
+    assert run(override, *start)[3:6] == want[3:6]
+    jitted = jax.jit(lambda *p: run(override, *p))
+    got = jitted(*start)
+    for a, b in zip(got[:3], want[:3], strict=True):
+        _close(a, b, "float64")
+    assert int(got[3]) == want[3]
+    assert bool(got[4]) == want[4]
+    history = np.asarray(got[5])
+    assert history.shape == (max_iter,)
+    np.testing.assert_allclose(history[: want[3]], want[5], rtol=1e-12)
+    assert np.isnan(history[want[3] :]).all()
+    np.testing.assert_allclose(float(got[6]), want[6], rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(jitted(*start)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("method", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_jax_initial_start_override(method):
+    """The traced start against the generic one from the same key (below the k-means sample;
+    above it in tests/test_jax_sharding.py)."""
+    jax = pytest.importorskip("jax")
+    from diaggauss import _em_loop
+    from diaggauss._fit_mixture import _Steps
+
+    xp = _namespace("jax")
+    override = gaps_for(xp).overrides["initial_start"]
+    xa, _, w, _ = _em_case(800, False, "float32", xp)
+    xc = xa[:, 3:6]
+    xsq = xp.sum(xa[:, :3], axis=1)
+
+    def start(fn, xa, key):
+        steps = _Steps(xa, w, 1e-6, None, xp)
+        stream = gaps_for(xp).random_stream(key)
+        return fn(xa[:, 3:6], xp.sum(xa[:, :3], axis=1), steps, 2, method, stream, 1e-3, xp=xp)
+
+    key = jax.random.key(2)
+    want = start(_em_loop.initial_start.generic, xa, key)
+    assert xc.shape == (800, 3)
+    assert xsq.shape == (800,)
+    jitted = jax.jit(lambda xa, key: start(override, xa, key))
+    got = jitted(xa, key)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-4, atol=1e-4)
+    for a, b in zip(got, jitted(xa, key), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_jax_streamed_moments_override_unsharded():
+    """One device: the generic kernel's bits (the sharded form: tests/test_jax_sharding.py)."""
+    pytest.importorskip("jax")
+    from diaggauss import _fit
+
+    xp = _namespace("jax")
+    override = gaps_for(xp).overrides["streamed_moments"]
+    rng = np.random.default_rng(8)
+    for lead in ((), (2,)):
+        x = _to("jax", rng.normal(size=(*lead, 1000, 3)), "float32")
+        for w in (None, _to("jax", rng.uniform(size=(*lead, 1000)), "float32")):
+            for a, b in zip(
+                override(x, w, xp=xp), _fit.streamed_moments.generic(x, w, xp=xp), strict=True
+            ):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 # -- validation (NumPy, torch) -------------------------------------------------------------
 
 
