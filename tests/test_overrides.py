@@ -355,7 +355,10 @@ def test_jax_m_step_override(dtype):
             got = jitted(xa, w, resp)
             for a, b in zip(got[:2], want[:2], strict=True):
                 _close(a, b, dtype)
-            np.testing.assert_allclose(_np(got[2]), _np(want[2]), rtol=max(RTOL[dtype], 1e-5))
+            # float32 partial sums against the generic's float64 ones: mixed responsibilities
+            # over clusters 33 apart leave variances of 52 from second moments of 290
+            rtol = 1e-12 if dtype == "float64" else 5e-5
+            np.testing.assert_allclose(_np(got[2]), _np(want[2]), rtol=rtol)
             for a, b in zip(got, jitted(xa, w, resp), strict=True):
                 np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -21,6 +21,7 @@ the generic start and loop, so its results are unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import jax
@@ -218,7 +219,8 @@ def initial_start(xc, xsq, steps, k, method, stream, tol, *, xp):
 
     Eager unsharded data keeps the generic start.
     """
-    if row_mesh(xc) is None and GAPS.is_concrete(xc):
+    mesh = row_mesh(xc)
+    if mesh is None and GAPS.is_concrete(xc):
         return _em_loop.initial_start.generic(xc, xsq, steps, k, method, stream, tol, xp=xp)
 
     def start(xc, xsq, xa, w, key):
@@ -227,7 +229,10 @@ def initial_start(xc, xsq, steps, k, method, stream, tol, *, xp):
         params = _traced_start(xc, xsq, xa, w, k, method, inner, tol, steps.reg_covar)
         return params, inner.key
 
-    params, stream.key = in_auto(start, P())(xc, xsq, steps.xa, steps.w, stream.key)
+    # eager sharded data and no mesh in context: its own (else new arrays sit on one device)
+    own = mesh is not None and jax.sharding.get_abstract_mesh().empty
+    with jax.set_mesh(mesh) if own else contextlib.nullcontext():
+        params, stream.key = in_auto(start, P())(xc, xsq, steps.xa, steps.w, stream.key)
     return params
 
 
