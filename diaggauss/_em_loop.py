@@ -27,6 +27,12 @@ def initial_start(xc, xsq, steps, k, method, stream, tol, *, xp):
     EM step (`diaggauss._fit_mixture._Steps`). The candidates of `method`
     (`diaggauss._kmeans.initial_responsibilities`) are screened by a few EM
     iterations and the best kept (`diaggauss._screen.best_start`).
+
+    Examples
+    --------
+    `diaggauss.fit_mixture` calls it once per initialisation::
+
+        logits, mc, var = initial_start(xc, xsq, steps, k, "kmeans", stream, tol, xp=xp)
     """
     from ._kmeans import initial_responsibilities
     from ._screen import best_start
@@ -46,6 +52,14 @@ def iterate(step, logits, mc, var, *, max_iter, tol, check=None, report=None, xp
     Returns ``(logits, mc, var, n_iter, converged, history, last)``:
     `history` the mean log-likelihood before each M-step (a tuple of floats
     here), `last` the final one, or ``-inf`` when `max_iter` is 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> halve = lambda a, m, v: (-abs(m).sum(), a, m / 2, v)  # a "step" that converges
+    >>> out = iterate.generic(halve, 0, np.ones(2), 1, max_iter=50, tol=1e-3, xp=np)
+    >>> out[3:5]
+    (12, True)
     """
     history = []
     converged = False

@@ -104,6 +104,12 @@ def streamed_moments(x, w, *, xp):
     """Weighted mean and biased variance of `x` (..., N, d) over N, blocks combined exactly.
 
     `w` (..., N) or None (every weight 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> streamed_moments(np.array([[1e4], [1e4 + 2]], dtype=np.float32), None, xp=np)
+    (array([10001.], dtype=float32), array([1.], dtype=float32))
     """
     n = x.shape[-2]
     rows = max(FIT_BLOCK_ROWS, math.isqrt(n))

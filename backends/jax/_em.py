@@ -64,7 +64,17 @@ def row_mesh(a):
 
 
 def in_auto(f, out_sharding):
-    """`f` with the context mesh's Explicit axes made Auto (XLA places its collectives)."""
+    """`f` with the context mesh's Explicit axes made Auto (XLA places its collectives).
+
+    `out_sharding` is the ``PartitionSpec`` (or tree of them) of its results.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from jax.sharding import PartitionSpec as P
+    >>> in_auto(jnp.cumsum, P())(jnp.ones(3))  # no mesh in context: `f` itself
+    Array([1., 2., 3.], dtype=float32)
+    """
     mesh = jax.sharding.get_abstract_mesh()
     axes = tuple(
         n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True) if t == AxisType.Explicit
@@ -78,6 +88,15 @@ def over_rows(body, mesh, rows, rest):
     """``body(*rows, *rest, axes=...)`` on each device's rows of `rows`; results replicated.
 
     `axes` names the mesh axes to ``psum`` over (None without a mesh: one call).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> def total(x, *, axes):
+    ...     s = jnp.sum(x)
+    ...     return s if axes is None else jax.lax.psum(s, axes)
+    >>> over_rows(total, None, (jnp.ones(8),), ())
+    Array(8., dtype=float32)
     """
     if mesh is None:
         return body(*rows, *rest, axes=None)
