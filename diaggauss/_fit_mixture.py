@@ -227,7 +227,6 @@ def _start_arrays(init, weights_init, means_init, precisions_init, k, d, xp, lik
             out.append(None)
             continue
         a = as_array(name, value, xp, dtype=like.dtype, device=device_of(like))
-        a = a if a.dtype == like.dtype else xp.astype(a, like.dtype)  # float64 starts, float32 x
         if tuple(a.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}; got {tuple(a.shape)}")
         if gaps_for(xp).is_concrete(a):

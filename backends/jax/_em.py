@@ -141,7 +141,8 @@ def _finish(xa, rw, sums, reg_covar, axes):
         # rare (tight components far from the centre): the (N, K, d) form, fused by XLA
         dev = xa[:, None, d : 2 * d] - mc[None, :, :]
         direct = _psum(jnp.sum(rw[:, :, None] * (dev * dev), axis=0), axes) / nk[:, None]
-        return jnp.where(unresolved, direct, var)
+        # a float64 start with float32 points: the step's own dtype, as `moments` gives
+        return jnp.where(unresolved, direct.astype(var.dtype), var)
 
     var = jax.lax.cond(jnp.any(unresolved), exact, lambda: var)
     return logits, mc, var + reg_covar
@@ -205,6 +206,9 @@ def iterate(step, logits, mc, var, *, max_iter, tol, check=None, report=None, xp
         return _em_loop.iterate.generic(
             step, logits, mc, var, max_iter=max_iter, tol=tol, check=check, report=report, xp=xp
         )
+    # the loop carries the step's dtypes (a float64 start of float32 points comes out float32)
+    shapes = jax.eval_shape(step, logits, mc, var)[1:]
+    logits, mc, var = (a.astype(s.dtype) for a, s in zip((logits, mc, var), shapes, strict=True))
     dtype = mc.dtype
 
     def cond(c):
