@@ -87,7 +87,8 @@ def kmeans_plusplus(x, xsq, w, k, stream, xp, runs=1):
     runs_of = n_local * xp.arange(runs, device=device_of(x))
     for _ in range(1, k):
         # all weight on points already chosen (K above the distinct points): any point will do
-        candidates = xp.reshape(_sample_rows(w * closest + 1e-30 * w, n_local, stream, xp), (-1,))
+        p = w[None, :] * closest + 1e-30 * w[None, :]
+        candidates = xp.reshape(_sample_rows(p, n_local, stream, xp), (-1,))
         d2 = sq_distances(x, xsq, xp.take(x, candidates, axis=0), xp)  # (N, R * n_local)
         d2 = xp.minimum(xp.repeat(xp.matrix_transpose(closest), n_local, axis=1), d2)
         cost = xp.reshape(w[None, :] @ d2, (runs, n_local))
@@ -102,7 +103,8 @@ def one_hot(labels, k, dtype, xp):
 
     Run r's indicators are columns ``r K`` to ``(r + 1) K``.
     """
-    hot = labels[..., None] == xp.arange(k, device=device_of(labels))
+    ks = xp.reshape(xp.arange(k, device=device_of(labels)), (1,) * labels.ndim + (k,))
+    hot = labels[..., None] == ks
     return xp.astype(xp.reshape(hot, (labels.shape[0], -1)), dtype)
 
 
