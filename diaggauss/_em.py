@@ -35,8 +35,10 @@ from ._namespace import HALF_LOG_2PI, device_of
 __all__ = [
     "design",
     "e_step",
+    "e_sums",
     "em_step",
     "m_step",
+    "m_sums",
     "moments",
     "natural",
     "needs_float64",
@@ -57,6 +59,7 @@ VARIANCE_RTOL = 1e-3
 ESTEP_ERROR_LIMIT = 1e-2
 
 
+@overridable
 def design(x, center, *, xp):
     """``[xc**2, xc, 1]`` (N, 2d + 1) for ``xc = x - center``, and the largest ``xc**2`` (d,)."""
     xc = x - center
@@ -164,16 +167,8 @@ def em_step(xa, w, logits, mc, var, reg_covar, *, reach=None, xp):
     # component-major blocks (K, rows): NumPy reduces over a leading axis at memory speed,
     # over a short trailing one several times slower
     bt = xp.matrix_transpose(natural(logits, mc, var, xp=xp))
-    acc = _acc_dtype(wd, xp)
-    ll = xp.zeros((), dtype=acc, device=device_of(xa))
-    sums = xp.zeros((bt.shape[0], xa.shape[1]), dtype=acc, device=device_of(xa))
-    for i, j in _blocks(xa.shape[0], _rows(xa, bt.shape[0])):
-        block = xa[i:j, :]
-        e, total, norm = normalise(bt @ xp.matrix_transpose(block), 0, xp)
-        wi = w[None, i:j]
-        ll = ll + xp.astype(xp.sum(wi * norm), acc)
-        sums = sums + xp.astype((e * (wi / total)) @ block, acc)
-    ll = xp.astype(ll / xp.astype(xp.sum(w), acc), wd)
+    ll, sums = e_sums(xa, w, bt, xp=xp)
+    ll = xp.astype(ll / xp.astype(xp.sum(w), ll.dtype), wd)
 
     def resp(i, j):
         e, total, _ = normalise(bt @ xp.matrix_transpose(xa[i:j, :]), 0, xp)
@@ -185,13 +180,38 @@ def em_step(xa, w, logits, mc, var, reg_covar, *, reach=None, xp):
 @overridable
 def m_step(xa, w, resp, reg_covar, *, xp):
     """Log weights, centred means and variances (K, d) from responsibilities `resp` (N, K)."""
+    sums = m_sums(xa, w, resp, xp=xp)
+    return statistics(xa, sums, lambda i, j: resp[i:j, :] * w[i:j, None], reg_covar, xp=xp)
+
+
+def e_sums(xa, w, bt, *, xp):
+    """The E-step over blocks of rows: ``sum(w * log normaliser)`` and the M-step's sums.
+
+    `bt` is ``natural(...)`` transposed (K, 2d + 1); the sums ``resp.T @ xa``
+    (K, 2d + 1) hold the responsibilities weighted by `w`. Both are added
+    block by block at float64 where the library has it.
+    """
+    acc = _acc_dtype(xa.dtype, xp)
+    ll = xp.zeros((), dtype=acc, device=device_of(xa))
+    sums = xp.zeros((bt.shape[0], xa.shape[1]), dtype=acc, device=device_of(xa))
+    for i, j in _blocks(xa.shape[0], _rows(xa, bt.shape[0])):
+        block = xa[i:j, :]
+        e, total, norm = normalise(bt @ xp.matrix_transpose(block), 0, xp)
+        wi = w[None, i:j]
+        ll = ll + xp.astype(xp.sum(wi * norm), acc)
+        sums = sums + xp.astype((e * (wi / total)) @ block, acc)
+    return ll, sums
+
+
+def m_sums(xa, w, resp, *, xp):
+    """``(resp * w).T @ xa`` (K, 2d + 1) over blocks of rows, added at float64 where possible."""
     acc = _acc_dtype(xa.dtype, xp)
     k = resp.shape[1]
     sums = xp.zeros((k, xa.shape[1]), dtype=acc, device=device_of(xa))
     for i, j in _blocks(xa.shape[0], _rows(xa, k)):
         rw = resp[i:j, :] * w[i:j, None]
         sums = sums + xp.astype(xp.matrix_transpose(rw) @ xa[i:j, :], acc)
-    return statistics(xa, sums, lambda i, j: resp[i:j, :] * w[i:j, None], reg_covar, xp=xp)
+    return sums
 
 
 def moments(sums, dtype, reg_covar, *, xp):

@@ -353,6 +353,7 @@ def run_em(
     given = _start_arrays(init, weights_init, means_init, precisions_init, k, d, xp, xw)
     wsum = xp.sum(w)
     center = xp.mean(xw, axis=0, keepdims=True) if weights is None else (w[None, :] @ xw) / wsum
+    (center,) = gaps.settle(center)  # one pass on a lazy library: x is not kept for it
     xa, reach = design(xw, center, xp=xp)
     # a NaN or infinity anywhere reaches the centre or the largest square: one read, and
     # the full check (naming the index) only then

@@ -1,11 +1,12 @@
 """What the array API standard lacks, supplied per library: the gaps registry.
 
 The math (`diaggauss._kernels` and friends) is written once in the standard.
-Six things cannot be: random numbers, telling a traced value from a concrete
-one, reading a value on the host, whether a derived value may be kept for
-later calls and which version of a parameter it came from, and whether
-float64 exists. A `Gaps` object answers those for one library; the generic
-one below serves any library without an adapter.
+Seven things cannot be: random numbers, telling a traced value from a concrete
+one, reading a value on the host, computing lazy values now (`Gaps.settle`),
+whether a derived value may be kept for later calls and which version of a
+parameter it came from, and whether float64 exists. A `Gaps` object answers
+those for one library; the generic one below serves any library without an
+adapter.
 
 Adapters live in ``diaggauss.backends.<library>`` and are imported only when
 an array of their library is first seen (or the user imports them), so
@@ -110,6 +111,18 @@ class Gaps:
     def has_float64(self) -> bool:
         """Whether float64 arrays can be made (JAX needs ``jax_enable_x64``)."""
         return True
+
+    def settle(self, *arrays):
+        """`arrays` with their values computed, as a tuple: the loop of an iterative fit calls it.
+
+        EM settles its few small per-iteration arrays (the parameters and the
+        log-likelihood) so that the next iteration starts from values, not from
+        the graph of every iteration before it. The generic answer is the
+        arrays themselves (eager libraries have nothing to settle; traced
+        values must stay traced); a lazy library computes them together, in
+        one pass over the data.
+        """
+        return arrays
 
     _xp = None  # the namespace, set by gaps_for
 

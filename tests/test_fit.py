@@ -178,8 +178,6 @@ def test_float32_tight_clusters_far_from_origin(rng):
 
 
 def test_fit_mixture_on_every_backend(xp, backend, three_blobs):
-    if str(backend) == "dask":
-        pytest.skip("EM on Dask recomputes the graph every iteration; covered by the others")
     x, centres = three_blobs
     seed = 0
     if str(backend) == "jax":
@@ -279,8 +277,6 @@ def test_m_step_statistics_float32_within_1e5_of_float64(rng):
 
 def test_em_step_float32_within_1e5_of_float64(xp, backend, rng):
     """One E- and M-step over 1e6 float32 rows at 1e4: every statistic within 1e-5 of float64."""
-    if str(backend) == "dask":
-        pytest.skip("EM on Dask recomputes the graph every iteration")
     from diaggauss import _em
 
     n = 1_000_000
@@ -352,8 +348,6 @@ def _float64_em(x, logits, loc, var, reg, iters):
 
 
 def test_em_iterations_match_a_float64_reference(xp, backend, rng):
-    if str(backend) == "dask":
-        pytest.skip("EM on Dask recomputes the graph every iteration")
     x = np.concatenate([rng.normal(-2, 1, (300, 3)), rng.normal(2, 0.5, (200, 3))])
     start = dg.MixtureDiag.from_variance(np.log([0.5, 0.5]), x[[0, -1]], np.ones((2, 3)))
     mix = dg.fit_mixture(asarray(xp, x), 2, init=start, max_iter=7, tol=0.0)

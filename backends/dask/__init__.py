@@ -39,6 +39,14 @@ class DaskGaps(Gaps):
     def to_host(self, x):
         return np.asarray(x.compute() if hasattr(x, "compute") else x)
 
+    def settle(self, *arrays):
+        """`arrays` computed together (one pass over the data), as one-chunk Dask arrays."""
+        values = dask.compute(*arrays)
+        return tuple(
+            da.from_array(np.asarray(v)) if isinstance(a, da.Array) else v
+            for a, v in zip(arrays, values, strict=True)
+        )
+
 
 class DaskStream:
     """Successive chunk-wise draws from one seed.
@@ -51,6 +59,7 @@ class DaskStream:
 
     def __init__(self, rng: np.random.Generator):
         self.rng = da.random.default_rng(rng)
+        self.numpy = rng  # for the few draws made in the client (a sample's k-means)
 
     @staticmethod
     def _chunks(shape, dtype):
@@ -81,3 +90,6 @@ class DaskStream:
 
 
 GAPS = DaskGaps()
+
+
+from . import _init, _overrides  # noqa: E402, F401  (register the overrides on GAPS)

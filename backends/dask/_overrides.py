@@ -1,0 +1,266 @@
+"""Dask's whole-kernel overrides: statistics streamed chunk by chunk, combined exactly.
+
+The generic EM kernels walk ``xa`` in blocks of 2048 rows; on a Dask array
+each slice is a task, and a fit's graph grows into the hundreds of
+thousands. Here each kernel runs the generic NumPy code on one chunk of rows
+at a time, where it is computed (`dask.array.blockwise`), and returns only
+that chunk's statistics: per component the weighted count, the mean and the
+sum of squared deviations about that mean (M2), at float64. The chunks'
+statistics are merged in a tree with Chan et al.'s exact pairwise formula,
+so no chunk's rounding depends on how far its points lie from the others.
+A pass reads each chunk of x once, and nothing of N's size reaches the
+client.
+
+Within a chunk the generic code keeps its own safeguards (the variance
+recomputed around its mean where the sums cannot resolve it, the E-step at
+float64 where its bound asks for it): on NumPy values they are concrete.
+"""
+
+from __future__ import annotations
+
+import array_api_compat.numpy as npx
+import dask.array as da
+import numpy as np
+
+from diaggauss import _em, _fit
+from diaggauss._dispatch import override
+
+from . import GAPS
+
+__all__ = ["SPLIT_EVERY", "design", "em_step", "m_step", "merge", "streamed_moments"]
+
+# Chunks' statistics merged per task of the reduction tree.
+SPLIT_EVERY = 16
+
+
+def merge(stats, axis=0, keepdims=True):
+    """Merge groups' ``[count, mean (d), M2 (d)]`` along `axis`, exactly (Chan et al.).
+
+    ``count`` is the (weighted) number of points, ``M2`` their summed squared
+    deviations from ``mean``; merged, ``mean`` is the count-weighted mean and
+    ``M2`` gains ``count * (mean - merged mean)**2`` from each group.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from diaggauss.backends.dask._overrides import merge
+    >>> a, b = np.array([1.0, 2.0]), np.array([4.0, 6.0, 8.0])
+    >>> part = [[len(v), v.mean(), ((v - v.mean()) ** 2).sum()] for v in (a, b)]
+    >>> merge(np.array(part), keepdims=False).tolist()  # count, mean, M2 of all five
+    [5.0, 4.2, 28.8]
+    """
+    axis = axis[0] if isinstance(axis, tuple) else axis
+    d = (stats.shape[-1] - 1) // 2
+    n = stats[..., :1]
+    mean, m2 = stats[..., 1 : 1 + d], stats[..., 1 + d :]
+    total = np.sum(n, axis=axis, keepdims=True)
+    safe = np.where(total > 0, total, 1.0)
+    mu = np.sum(n * mean, axis=axis, keepdims=True) / safe
+    dev = mean - mu
+    m2 = np.sum(m2, axis=axis, keepdims=True) + np.sum(n * dev * dev, axis=axis, keepdims=True)
+    out = np.concatenate([total, mu, m2], axis=-1)
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _merge_em(stats, axis=0, keepdims=True):
+    """`merge` for the components' rows; the last row (log-likelihood, weight) is summed."""
+    out = np.concatenate(
+        [merge(stats[:, :-1], 0), np.sum(stats[:, -1:], axis=0, keepdims=True)], axis=1
+    )
+    return out if keepdims else out[0]
+
+
+def _keep(stats, axis=None, keepdims=True):
+    return stats
+
+
+def _reduce(stats, combine):
+    """One (G, 2d + 1) array from per-chunk statistics (chunks, G, 2d + 1), in a tree."""
+    return da.reduction(
+        stats,
+        _keep,
+        combine,
+        combine=combine,
+        axis=0,
+        keepdims=False,
+        dtype=np.float64,
+        split_every=SPLIT_EVERY,
+        concatenate=True,
+        meta=np.empty((0, 0), dtype=np.float64),
+    )
+
+
+def _whole_columns(a):
+    return a if a.numblocks[-1] == 1 else a.rechunk({a.ndim - 1: -1})
+
+
+def _dask(a):
+    return a if isinstance(a, da.Array) else da.asarray(np.asarray(a))
+
+
+# -- the design matrix ----------------------------------------------------------------------
+
+
+def _design_chunk(x, center):
+    return _em.design.generic(x, center, xp=npx)[0]
+
+
+@override(_em.design, GAPS)
+def design(x, center, *, xp):
+    """`diaggauss._em.design` chunk by chunk: one task per chunk of rows of `x`."""
+    x = _whole_columns(x)
+    d = x.shape[1]
+    args = (center, None) if isinstance(center, float | int) else (_dask(center), "cb")
+    xa = da.blockwise(
+        _design_chunk, "ij", x, "ib", *args,
+        new_axes={"j": 2 * d + 1}, concatenate=True, dtype=x.dtype,
+        meta=np.empty((0, 0), dtype=x.dtype),
+    )  # fmt: skip
+    return xa, da.max(xa[:, :d], axis=0)
+
+
+# -- EM -------------------------------------------------------------------------------------
+
+
+def _pack(xa, sums, resp, extra):
+    """A chunk's (1, K + 1, 2d + 1) statistics: ``[count, mean, M2]`` per component, `extra`."""
+    d = (xa.shape[1] - 1) // 2
+    k = sums.shape[0]
+    out = np.zeros((1, k + 1, 2 * d + 1))
+    out[0, k, : len(extra)] = extra
+    if xa.shape[0] == 0:
+        return out
+    _, _, var = _em.statistics(xa, sums, resp, 0.0, xp=npx)  # exact where sums cannot resolve
+    nk = sums[:, -1]
+    out[0, :k, 0] = nk
+    out[0, :k, 1 : d + 1] = sums[:, d : 2 * d] / np.where(nk > 0, nk, 1.0)[:, None]
+    out[0, :k, d + 1 :] = var.astype(np.float64) * nk[:, None]
+    return out
+
+
+def _em_chunk(xa, w, logits, mc, var):
+    d = (xa.shape[1] - 1) // 2
+    if xa.shape[0] and _em.needs_float64(np.max(xa[:, :d], axis=0), mc, var, xp=npx):
+        xa = _em.design.generic(xa[:, d : 2 * d].astype(np.float64), 0.0, xp=npx)[0]
+        w, logits, mc, var = (a.astype(np.float64) for a in (w, logits, mc, var))
+    bt = _em.natural(logits, mc, var, xp=npx).T
+    ll, sums = _em.e_sums(xa, w, bt, xp=npx)
+
+    def resp(i, j):
+        e, total, _ = _em.normalise(bt @ xa[i:j, :].T, 0, npx)
+        return (e * (w[None, i:j] / total)).T
+
+    return _pack(xa, sums, resp, (float(ll), float(np.sum(w, dtype=np.float64))))
+
+
+def _m_chunk(xa, w, resp):
+    sums = _em.m_sums(xa, w, resp, xp=npx)
+    return _pack(xa, sums, lambda i, j: resp[i:j] * w[i:j, None], (0.0, 0.0))
+
+
+def _finish(total, reg_covar, dtype):
+    """``[logits, mc, var]`` per component and ``[ll, ...]`` from the merged statistics."""
+    k = total.shape[0] - 1
+    d = (total.shape[1] - 1) // 2
+    eps = np.finfo(dtype).eps
+    nk = total[:k, 0] + 10 * eps  # keeps empty components finite, as the generic kernel
+    out = np.zeros(total.shape, dtype=dtype)
+    out[:k, 0] = np.log(nk / np.sum(nk))
+    out[:k, 1 : d + 1] = total[:k, 1 : d + 1]
+    out[:k, d + 1 :] = np.maximum(total[:k, d + 1 :] / nk[:, None], 0).astype(dtype) + reg_covar
+    wsum = total[k, 1]
+    out[k, 0] = total[k, 0] / wsum if wsum else 0.0
+    return out
+
+
+def _statistics(stats, reg_covar, dtype):
+    """``(ll, logits, mc, var)`` (lazy) from per-chunk statistics."""
+    k = stats.shape[1] - 1
+    d = (stats.shape[2] - 1) // 2
+    done = _reduce(stats, _merge_em).map_blocks(_finish, reg_covar, dtype, dtype=dtype)
+    return done[k, 0], done[:k, 0], done[:k, 1 : d + 1], done[:k, d + 1 :]
+
+
+def _rows_of(xa, *others):
+    xa = _whole_columns(xa)
+    return xa, [_whole_columns(_dask(a)).rechunk({0: xa.chunks[0]}) for a in others]
+
+
+@override(_em.em_step, GAPS)
+def em_step(xa, w, logits, mc, var, reg_covar, *, reach=None, xp):
+    """`diaggauss._em.em_step`: one task per chunk of rows, statistics merged exactly.
+
+    Lazy: nothing is computed until the caller computes (`Gaps.settle`).
+    """
+    xa, (w,) = _rows_of(xa, w)
+    k, d = mc.shape
+    stats = da.blockwise(
+        _em_chunk, "zgh", xa, "za", w, "z",
+        _dask(logits), "k", _dask(mc), "kb", _dask(var), "kb",
+        new_axes={"g": k + 1, "h": 2 * d + 1}, adjust_chunks={"z": 1},
+        concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0)),
+    )  # fmt: skip
+    return _statistics(stats, reg_covar, xa.dtype)
+
+
+@override(_em.m_step, GAPS)
+def m_step(xa, w, resp, reg_covar, *, xp):
+    """`diaggauss._em.m_step`: one task per chunk of rows, statistics merged exactly."""
+    xa, (w, resp) = _rows_of(xa, w, resp)
+    k, d = resp.shape[1], (xa.shape[1] - 1) // 2
+    stats = da.blockwise(
+        _m_chunk, "zgh", xa, "za", w, "z", resp, "zk",
+        new_axes={"g": k + 1, "h": 2 * d + 1}, adjust_chunks={"z": 1},
+        concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0)),
+    )  # fmt: skip
+    return _statistics(stats, reg_covar, xa.dtype)[1:]
+
+
+# -- fit --------------------------------------------------------------------------------------
+
+
+def _fit_chunk(x, w):
+    """``[count, mean, M2]`` (..., 1, 2d + 1) of one chunk, by the generic one-pass kernel."""
+    shape = (*x.shape[:-2], 1, 2 * x.shape[-1] + 1)
+    if x.shape[-2] == 0:
+        return np.zeros(shape)
+    mean, var = _fit.streamed_moments.generic(x, w, xp=npx)
+    n = np.sum(w, axis=-1, dtype=np.float64) if w is not None else float(x.shape[-2])
+    n = np.broadcast_to(np.asarray(n, dtype=np.float64), x.shape[:-2])[..., None]
+    parts = [n, mean.astype(np.float64), var.astype(np.float64) * n]
+    return np.concatenate(parts, axis=-1)[..., None, :]
+
+
+def _merge_fit(stats, axis, keepdims=True):
+    return merge(stats, axis=-2, keepdims=keepdims)
+
+
+def _moments(total, dtype):
+    d = (total.shape[-1] - 1) // 2
+    n = total[..., :1]
+    var = total[..., 1 + d :] / np.where(n > 0, n, 1.0)
+    return np.concatenate([total[..., 1 : 1 + d], var], axis=-1).astype(dtype)
+
+
+@override(_fit.streamed_moments, GAPS)
+def streamed_moments(x, w, *, xp):
+    """`diaggauss._fit.streamed_moments`: one task per chunk, chunks merged exactly.
+
+    One pass over `x`; the result stays lazy.
+    """
+    x = _whole_columns(x)
+    lead = "abcdefgh"[: x.ndim - 2]
+    d = x.shape[-1]
+    w_args = (None, None) if w is None else (_dask(w).rechunk(x.chunks[:-1]), lead + "n")
+    stats = da.blockwise(
+        _fit_chunk, lead + "nj", x, lead + "nb", *w_args,
+        new_axes={"j": 2 * d + 1}, adjust_chunks={"n": 1}, concatenate=True,
+        dtype=np.float64, meta=np.empty((0,) * x.ndim),
+    )  # fmt: skip
+    total = da.reduction(
+        stats, _keep, _merge_fit, combine=_merge_fit, axis=x.ndim - 2, keepdims=False,
+        dtype=np.float64, split_every=SPLIT_EVERY, concatenate=True,
+        meta=np.empty((0,) * (x.ndim - 1)),
+    )  # fmt: skip
+    out = total.map_blocks(_moments, x.dtype, chunks=(*total.chunks[:-1], (2 * d,)), dtype=x.dtype)
+    return out[..., :d], out[..., d:]
