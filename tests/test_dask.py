@@ -8,6 +8,8 @@ References are NumPy float64 formulas and the normal law's moments.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,204 @@ def test_log_prob_on_a_local_cluster_agrees_with_numpy(client):
     # the whole sum against the same formula computed chunk by chunk with Dask itself
     ref = (-0.5 * ((x - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)).sum()
     np.testing.assert_allclose(total, ref.compute(), rtol=1e-10)
+
+
+# -- fitting on a cluster: passes, laziness, client memory, agreement --------------------------
+
+CENTRES = np.array([[-4.0] * 16, [0.0] * 16, [4.0] * 16])
+
+
+def _chunk_of_blobs(block, rows, d, seed, dtype):
+    """One chunk of three blobs, drawn on the worker from (seed, block); logs a chunk event."""
+    import distributed
+
+    i = int(block[0])
+    with contextlib.suppress(ValueError):  # ValueError: computed outside a worker (NumPy's copy)
+        distributed.get_worker().log_event(f"x-chunks-{seed}", i)
+    rng = np.random.default_rng([seed, i])
+    labels = rng.integers(0, 3, rows)
+    centres = np.linspace(-4, 4, 3)[:, None] * np.ones(d)
+    return (centres[labels] + rng.normal(size=(rows, d))).astype(dtype)
+
+
+def _blobs_on_workers(n, d, seed, rows=62_500, dtype=np.float64):
+    """(n, d) blobs made chunk by chunk on the workers (nothing of n's size in the graph)."""
+    blocks = da.arange(n // rows, chunks=1)
+    return blocks.map_blocks(
+        _chunk_of_blobs, rows, d, seed, dtype,
+        chunks=((rows,) * (n // rows), (d,)), new_axis=1, dtype=dtype,
+    )  # fmt: skip
+
+
+class _Graphs:
+    """Records the size (tasks) of each graph the scheduler receives (one per compute)."""
+
+    name = "diaggauss-graphs"
+
+    def __init__(self):
+        self.sizes = []
+
+    def update_graph(self, scheduler, *, tasks=(), **kwargs):
+        self.sizes.append(len(tasks))
+
+
+@pytest.fixture(scope="module")
+def counted(client):
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    plugin = type("GraphCounter", (_Graphs, SchedulerPlugin), {})()
+    client.register_plugin(plugin)
+
+    def graphs():
+        """The sizes of the graphs computed so far."""
+        return client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.plugins[_Graphs.name].sizes
+        )
+
+    def chunks(seed):
+        import time
+
+        # events reach the scheduler in batches: wait until the count settles
+        last = -1
+        for _ in range(50):
+            now = len(client.get_events(f"x-chunks-{seed}"))
+            if now == last:
+                return now
+            last = now
+            time.sleep(0.2)
+        return now
+
+    return graphs, chunks
+
+
+def _start(d=16, dtype=np.float64):
+    loc = np.array([[-3.0] * d, [0.5] * d, [3.0] * d], dtype)
+    return dg.MixtureDiag.from_variance(np.zeros(3, dtype), loc, np.full((3, d), 2.0, dtype))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("iterations", [2, 6])
+def test_em_reads_x_once_per_iteration(client, counted, iterations):
+    """Passes over x: one for the centre, then exactly one per EM iteration; no more computes."""
+    graphs, chunks = counted
+    seed = 100 + iterations
+    x = _blobs_on_workers(500_000, 16, seed)
+    before = len(graphs())
+    mix = dg.fit_mixture(x, 3, init=_start(), max_iter=iterations, tol=0.0)
+    assert isinstance(mix.loc, da.Array)
+    passes = chunks(seed) / x.numblocks[0]
+    assert passes == 1 + iterations, f"{passes} passes over x for {iterations} iterations"
+    # computes: the centre, the start (no x), one per iteration, each of the same graph:
+    # an iteration starts from values, not from the graphs of the iterations before it
+    sizes = graphs()[before:]
+    assert len(sizes) == 2 + iterations
+    assert sizes[2:] == [sizes[2]] * iterations, f"tasks per iteration: {sizes[2:]}"
+    np.testing.assert_allclose(np.sort(mix.loc.compute()[:, 0]), [-4, 0, 4], atol=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("init", "k"), [("kmeans", 3), ("kmeans", 16), ("k-means++", 3),
+                                         ("random_from_data", 3), ("random", 3)])  # fmt: skip
+def test_initialisation_takes_a_bounded_number_of_passes(client, counted, init, k):
+    _, chunks = counted
+    seed = 200 + 20 * ["kmeans", "k-means++", "random_from_data", "random"].index(init) + k
+    x = _blobs_on_workers(250_000, 16, seed)
+    dg.fit_mixture(x, k, init=init, max_iter=0, seed=1)
+    # the centre; the sample, the Lloyd passes, the start's M-step; the start's score
+    passes = chunks(seed) / x.numblocks[0] - 1
+    assert passes <= 5 + np.log(k), f"{passes} passes to initialise {init!r}"
+    assert passes == {"kmeans": 5, "random": 2}.get(init, 3)
+
+
+@pytest.mark.slow
+def test_fit_is_one_lazy_pass(client, counted):
+    graphs, chunks = counted
+    seed = 300
+    x = _blobs_on_workers(500_000, 16, seed)
+    before = len(graphs())
+    d = dg.fit(x)
+    assert isinstance(d.loc, da.Array)
+    assert isinstance(d.scale, da.Array)
+    assert len(graphs()) == before  # nothing computed yet
+    assert chunks(seed) == 0
+    loc, scale = da.compute(d.loc, d.scale)
+    assert chunks(seed) == x.numblocks[0]  # one pass
+    mean, std = da.compute(x.mean(axis=0), x.std(axis=0))
+    np.testing.assert_allclose(loc, mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(scale, std, rtol=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("init", ["kmeans", "random"])
+def test_fit_mixture_of_x_larger_than_a_worker_keeps_the_client_flat(client, init):
+    """2.2e6 x 16 float64 (282 MB, over a worker's limit): the client grows by under 100 MB."""
+    import gc
+
+    gc.collect()
+    before = _rss()
+    x = _blobs_on_workers(2_200_000, 16, 400, rows=50_000)
+    assert x.nbytes > 256 * 2**20
+    mix = dg.fit_mixture(x, 3, init=init, max_iter=2, seed=0)
+    loc = mix.loc.compute()
+    grown = _rss() - before
+    assert grown < 100 * 2**20, f"the client grew by {grown / 2**20:.0f} MiB"
+    assert loc.shape == (3, 16)
+    assert np.all(np.isfinite(loc))
+    if init == "kmeans":
+        np.testing.assert_allclose(np.sort(loc[:, 0]), [-4, 0, 4], atol=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_mixture_on_the_cluster_agrees_with_numpy(client, dtype):
+    """From the same start, the same mixture as NumPy's fit_mixture; fit agrees too."""
+    x = _blobs_on_workers(200_000, 16, 500, rows=25_000, dtype=dtype)
+    xn = x.compute(scheduler="sync")
+    start = _start(dtype=dtype)
+    got, info = dg.fit_mixture(x, 3, init=start, max_iter=8, tol=0.0, return_info=True)
+    want, ref = dg.fit_mixture(xn, 3, init=start, max_iter=8, tol=0.0, return_info=True)
+    rtol = 1e-9 if dtype == np.float64 else 2e-5
+    assert got.loc.dtype == dtype
+    np.testing.assert_allclose(got.loc.compute(), want.loc, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(
+        got.components.variance.compute(), want.components.variance, rtol=rtol
+    )
+    np.testing.assert_allclose(got.logits.compute(), want.logits, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(info.history, ref.history, rtol=rtol)
+    np.testing.assert_allclose(info.log_likelihood, ref.log_likelihood, rtol=rtol)
+    f, fn = dg.fit(x), dg.fit(xn)
+    np.testing.assert_allclose(f.loc.compute(), fn.loc, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(f.scale.compute(), fn.scale, rtol=rtol)
+
+
+@pytest.mark.slow
+def test_fit_mixture_on_the_cluster_is_reproducible(client):
+    x = _blobs_on_workers(100_000, 16, 600, rows=25_000)
+    for init in ("kmeans", "random", "random_from_data"):
+        a = dg.fit_mixture(x, 3, init=init, max_iter=3, seed=5).loc.compute()
+        b = dg.fit_mixture(x, 3, init=init, max_iter=3, seed=5).loc.compute()
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_estimator_on_dask_data(client):
+    x = _blobs_on_workers(200_000, 16, 700, rows=25_000)
+    xn = x.compute(scheduler="sync")
+    start = _start()
+    kw = {
+        "n_components": 3,
+        "weights_init": np.full(3, 1 / 3),
+        "means_init": start.loc,
+        "precisions_init": 1 / start.components.variance,
+        "max_iter": 50,
+    }
+    est = dg.GaussianMixtureDiag(**kw).fit(x)
+    ref = dg.GaussianMixtureDiag(**kw).fit(xn)
+    assert isinstance(est.means_, da.Array)
+    np.testing.assert_allclose(est.means_.compute(), ref.means_, rtol=1e-9, atol=1e-9)
+    labels = est.predict(x)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), ref.predict(xn))
+    np.testing.assert_allclose(float(est.score(x)), ref.score(xn), rtol=1e-9)
+    default = dg.GaussianMixtureDiag(3, random_state=0).fit(x)
+    np.testing.assert_allclose(np.sort(default.means_.compute()[:, 0]), [-4, 0, 4], atol=0.05)

@@ -40,11 +40,16 @@ class DaskGaps(Gaps):
         return np.asarray(x.compute() if hasattr(x, "compute") else x)
 
     def settle(self, *arrays):
-        """`arrays` computed together (one pass over the data), as one-chunk Dask arrays."""
+        """`arrays` computed together, in one ``dask.compute`` (one pass over the data).
+
+        Each comes back as a Dask array of one chunk holding its value, so the
+        next iteration's graph starts from values; a 0-d one (a log-likelihood,
+        read at once) comes back as a NumPy scalar, so reading it is no compute.
+        """
         values = dask.compute(*arrays)
         return tuple(
-            da.from_array(np.asarray(v)) if isinstance(a, da.Array) else v
-            for a, v in zip(arrays, values, strict=True)
+            (da.from_array(v) if v.ndim else v) if isinstance(a, da.Array) else v
+            for a, v in zip(arrays, map(np.asarray, values), strict=True)
         )
 
 
