@@ -90,6 +90,10 @@ def _to(lib, a, dtype):
         import jax.numpy as jnp
 
         return jnp.asarray(a, dtype=dtype)
+    if lib == "dask":
+        import dask.array as da
+
+        return da.from_array(np.asarray(a, dtype=dtype))
     return np.asarray(a, dtype=dtype)
 
 
@@ -139,6 +143,7 @@ COVERED = {
         "initial_start",
         "streamed_moments",
     },
+    "dask": {"design", "em_step", "m_step", "streamed_moments", "initial_start", "iterate"},
 }
 
 
@@ -560,3 +565,136 @@ def test_torch_quadratic_product_with_autograd_is_generic():
     (hx, hb) = torch.autograd.grad(out2.sum(), (x, b))
     torch.testing.assert_close(gx, hx)
     torch.testing.assert_close(gb, hb)
+
+
+# -- Dask: per-chunk statistics merged exactly ---------------------------------------------
+
+
+def _dask_chunks(n, few):
+    """Row chunks: one, `few` (below the tree's fan-in SPLIT_EVERY), and many (above it)."""
+    from diaggauss.backends.dask import _overrides as o
+
+    return [n, -(-n // few), -(-n // (3 * o.SPLIT_EVERY))]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("tight", [False, True])
+def test_dask_em_overrides(dtype, tight):
+    """design, em_step and m_step: chunks across SPLIT_EVERY and SUM_ROWS, the exact variance."""
+    da = pytest.importorskip("dask.array")
+    from diaggauss import _em
+    from diaggauss.backends.dask import _overrides as o
+
+    npx = _namespace("numpy")
+    dxp = _namespace("dask")
+    rng = np.random.default_rng(6)
+    n = 2 * _em.SUM_ROWS + 7
+    x = np.concatenate([rng.normal(-3, 1, (n // 2, 3)), rng.normal(3, 1, (n - n // 2, 3))])
+    spread = np.ones((2, 3))
+    if tight:  # a component at 30 with spread 1e-6: the exact variance (and float64 E-step) run
+        x[n // 2 :] = 30 + 1e-3 * rng.normal(size=(n - n // 2, 3))
+        spread[1] = 1e-6
+    x = x.astype(dtype)
+    center = x.mean(axis=0, keepdims=True)
+    w = rng.uniform(0.5, 2, n).astype(dtype)
+    logits = np.log([0.4, 0.6]).astype(dtype)
+    mc = (np.array([[-3.0] * 3, [30.0 if tight else 3.0] * 3]) - center).astype(dtype)
+    var = spread.astype(dtype)
+    xa, reach = _em.design.generic(x, center, xp=npx)
+    want = _em.em_step.generic(xa, w, logits, mc, var, 1e-6, reach=reach, xp=npx)
+    resp = rng.dirichlet([1, 1], n).astype(dtype)
+    want_m = _em.m_step.generic(xa, w, resp, 1e-6, xp=npx)
+    for rows in _dask_chunks(n, 3):
+        xd = da.from_array(x, chunks=(rows, 3))
+        dxa, dreach = o.design(xd, da.from_array(center), xp=dxp)
+        np.testing.assert_array_equal(dxa.compute(), xa)
+        np.testing.assert_array_equal(dreach.compute(), reach)
+        wd = da.from_array(w, chunks=rows)
+        got = da.compute(*o.em_step(dxa, wd, logits, mc, var, 1e-6, reach=dreach, xp=dxp))
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_allclose(a, b, rtol=max(RTOL[dtype], 1e-6 if tight else 0))
+        again = da.compute(*o.em_step(dxa, wd, logits, mc, var, 1e-6, reach=dreach, xp=dxp))
+        for a, b in zip(got, again, strict=True):
+            np.testing.assert_array_equal(a, b)
+        got_m = da.compute(*o.m_step(dxa, wd, da.from_array(resp, chunks=(rows, 2)), 1e-6, xp=dxp))
+        for a, b in zip(got_m, want_m, strict=True):
+            np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_dask_streamed_moments_override(dtype):
+    """A batch of weighted fits at an offset of 1e4, chunked along every axis."""
+    da = pytest.importorskip("dask.array")
+    from diaggauss import _fit
+    from diaggauss.backends.dask import _overrides as o
+
+    npx, dxp = _namespace("numpy"), _namespace("dask")
+    rng = np.random.default_rng(7)
+    n = 3000
+    x = (1e4 + rng.normal(size=(2, n, 4))).astype(dtype)
+    w = rng.uniform(0, 2, (2, n)).astype(dtype)
+    for weights in (None, w):
+        want = _fit.streamed_moments.generic(x, weights, xp=npx)
+        for rows in _dask_chunks(n, 4):
+            xd = da.from_array(x, chunks=(1, rows, 2))
+            wd = None if weights is None else da.from_array(weights, chunks=(2, rows // 2 + 1))
+            got = da.compute(*o.streamed_moments(xd, wd, xp=dxp))
+            for a, b in zip(got, want, strict=True):
+                assert a.dtype == b.dtype
+                np.testing.assert_allclose(a, b, rtol=RTOL[dtype])
+            again = da.compute(*o.streamed_moments(xd, wd, xp=dxp))
+            for a, b in zip(got, again, strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
+def _dask_start(xd, w, k, init, seed):
+    import dask.array as da
+
+    from diaggauss.backends.dask import GAPS
+    from diaggauss.backends.dask import _init as o
+
+    xsq = da.sum(xd * xd, axis=1)
+    stream = GAPS.random_stream(seed)
+    cands, rows = o.initial_responsibilities(xd, xsq, w, k, init, stream, xp=_namespace("dask"))
+    assert rows is None
+    assert len(cands) == 1
+    return cands[0](None).compute()
+
+
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_dask_initial_responsibilities_override(init):
+    """Rows summing to one, seeded; every point or a sample of them; k-means finds the clusters."""
+    da = pytest.importorskip("dask.array")
+    from diaggauss import _kmeans
+    from diaggauss.backends.numpy import GAPS as NUMPY
+
+    rng = np.random.default_rng(8)
+    k = 3
+    m = max(_kmeans.KMEANS_SAMPLE, _kmeans.KMEANS_SAMPLE_PER_COMPONENT * k)
+    for n in (m // 2, 3 * m):  # the sample is every point, or a part
+        x = np.concatenate([rng.normal(c, 0.3, (n // 3, 2)) for c in (-3, 0, 3)])
+        xc = x - x.mean(0)
+        xd = da.from_array(xc, chunks=(n // 5, 2))
+        w = da.ones(xd.shape[0], chunks=n // 4)
+        r = _dask_start(xd, w, k, init, 1)
+        assert r.shape == (xd.shape[0], k)
+        total = r.sum(1)
+        np.testing.assert_allclose(total[total > 0], 1.0)
+        np.testing.assert_array_equal(r, _dask_start(xd, w, k, init, 1))
+        if init == "kmeans":  # the generic's clusters, found again
+            generic = _kmeans.initial_responsibilities.generic
+            ones = np.ones(len(x))
+            cands, _ = generic(
+                xc, (xc * xc).sum(1), ones, k, init, NUMPY.random_stream(1), xp=_namespace("numpy")
+            )
+            labels = cands[0](None).argmax(1)
+            np.testing.assert_array_equal(_relabel(r.argmax(1), labels), labels)
+        else:
+            assert not np.array_equal(r, _dask_start(xd, w, k, init, 2))
+
+
+def _relabel(a, b):
+    """`a`'s labels renamed to the `b` label each most often meets."""
+    names = {i: np.bincount(b[a == i]).argmax() for i in np.unique(a)}
+    return np.array([names[i] for i in a])
