@@ -47,7 +47,7 @@ def merge(stats, axis=0, keepdims=True):
     >>> a, b = np.array([1.0, 2.0]), np.array([4.0, 6.0, 8.0])
     >>> part = [[len(v), v.mean(), ((v - v.mean()) ** 2).sum()] for v in (a, b)]
     >>> merge(np.array(part), keepdims=False).tolist()  # count, mean, M2 of all five
-    [5.0, 4.2, 28.8]
+    [5.0, 4.2, 32.8]
     """
     axis = axis[0] if isinstance(axis, tuple) else axis
     d = (stats.shape[-1] - 1) // 2
@@ -91,7 +91,8 @@ def _reduce(stats, combine):
 
 
 def _whole_columns(a):
-    return a if a.numblocks[-1] == 1 else a.rechunk({a.ndim - 1: -1})
+    """`a` with its last axis in one chunk (rows stay as they are; 1-d arrays are rows)."""
+    return a if a.ndim < 2 or a.numblocks[-1] == 1 else a.rechunk({a.ndim - 1: -1})
 
 
 def _dask(a):
@@ -102,12 +103,19 @@ def _dask(a):
 
 
 def _design_chunk(x, center):
-    return _em.design.generic(x, center, xp=npx)[0]
+    """The generic design's matrix alone: its largest squares (a slow reduction) are lazy here."""
+    xc = x - center
+    return np.concatenate([xc * xc, xc, np.ones((xc.shape[0], 1), dtype=xc.dtype)], axis=1)
 
 
 @override(_em.design, GAPS)
 def design(x, center, *, xp):
-    """`diaggauss._em.design` chunk by chunk: one task per chunk of rows of `x`."""
+    """`diaggauss._em.design` chunk by chunk: one task per chunk of rows of `x`.
+
+    The EM kernels below, given a design made here, build it block by block
+    from `x` as they stream (a block of 2048 rows stays in cache) instead of
+    reading a whole chunk of it written to memory on every pass.
+    """
     x = _whole_columns(x)
     d = x.shape[1]
     args = (center, None) if isinstance(center, float | int) else (_dask(center), "cb")
@@ -116,46 +124,124 @@ def design(x, center, *, xp):
         new_axes={"j": 2 * d + 1}, concatenate=True, dtype=x.dtype,
         meta=np.empty((0, 0), dtype=x.dtype),
     )  # fmt: skip
+    xa._diaggauss_design = (x, args)
     return xa, da.max(xa[:, :d], axis=0)
 
 
 # -- EM -------------------------------------------------------------------------------------
 
 
-def _pack(xa, sums, resp, extra):
+def _block_rows(k):
+    """Rows per block of the generic E- and M-step sums (`diaggauss._em.SUM_ROWS`)."""
+    return max(1, min(_em.SUM_ROWS, _em.BLOCK_VALUES // k))
+
+
+def _from_design(xa):
+    """Row blocks of a chunk of the design: ``(blocks(rows), whole())``."""
+
+    def blocks(rows):
+        for i in range(0, xa.shape[0], rows):
+            yield i, min(i + rows, xa.shape[0]), xa[i : i + rows]
+
+    return blocks, lambda: xa
+
+
+def _from_points(x, center):
+    """Row blocks of the design of a chunk of points, each built when it is read.
+
+    The blocks are written into one buffer, read before the next is written:
+    dask.distributed's workers return freed memory to the system from 64 KiB
+    (``MALLOC_TRIM_THRESHOLD_``), and a fresh half-megabyte block per 2048
+    rows made the pass 4x slower there.
+    """
+
+    def blocks(rows):
+        n, d = x.shape
+        buf = np.empty((min(rows, n), 2 * d + 1), dtype=x.dtype)
+        buf[:, -1] = 1
+        for i in range(0, n, rows):
+            j = min(i + rows, n)
+            block = buf[: j - i]
+            xc = np.subtract(x[i:j], center, out=block[:, d : 2 * d])
+            np.multiply(xc, xc, out=block[:, :d])
+            yield i, j, block
+
+    return blocks, lambda: _design_chunk(x, center)
+
+
+def _pack(sums, extra, variances):
     """A chunk's (1, K + 1, 2d + 1) statistics: ``[count, mean, M2]`` per component, `extra`."""
-    d = (xa.shape[1] - 1) // 2
-    k = sums.shape[0]
+    k, d = sums.shape[0], (sums.shape[1] - 1) // 2
     out = np.zeros((1, k + 1, 2 * d + 1))
     out[0, k, : len(extra)] = extra
-    if xa.shape[0] == 0:
-        return out
-    _, _, var = _em.statistics(xa, sums, resp, 0.0, xp=npx)  # exact where sums cannot resolve
     nk = sums[:, -1]
     out[0, :k, 0] = nk
     out[0, :k, 1 : d + 1] = sums[:, d : 2 * d] / np.where(nk > 0, nk, 1.0)[:, None]
-    out[0, :k, d + 1 :] = var.astype(np.float64) * nk[:, None]
+    out[0, :k, d + 1 :] = variances().astype(np.float64) * nk[:, None]
     return out
 
 
-def _em_chunk(xa, w, logits, mc, var):
-    d = (xa.shape[1] - 1) // 2
-    if xa.shape[0] and _em.needs_float64(np.max(xa[:, :d], axis=0), mc, var, xp=npx):
-        xa = _em.design.generic(xa[:, d : 2 * d].astype(np.float64), 0.0, xp=npx)[0]
-        w, logits, mc, var = (a.astype(np.float64) for a in (w, logits, mc, var))
-    bt = _em.natural(logits, mc, var, xp=npx).T
-    ll, sums = _em.e_sums(xa, w, bt, xp=npx)
+def _variances(sums, dtype, reg_covar, whole, resp):
+    """A chunk's variances (K, d), recomputed exactly where its sums cannot resolve them."""
+    _, _, var, _, unresolved = _em.moments(sums, dtype, reg_covar, xp=npx)
+    if not np.any(unresolved):
+        return var
+    xa = whole()
+    return _em.statistics(xa, sums, lambda i, j: resp(xa, i, j), reg_covar, xp=npx)[2] - reg_covar
 
-    def resp(i, j):
+
+def _em_chunk(blocks, whole, w, logits, mc, var, reg_covar, dtype):
+    k, d = mc.shape
+    if w.shape[0] == 0:
+        return np.zeros((1, k + 1, 2 * d + 1))
+    bt = _em.natural(logits, mc, var, xp=npx).T
+    ll, sums = 0.0, 0.0
+    for i, j, xa in blocks(_block_rows(k)):
+        part_ll, part = _em.e_sums(xa, w[i:j], bt, xp=npx)
+        ll, sums = ll + part_ll, sums + part
+
+    def resp(xa, i, j):
         e, total, _ = _em.normalise(bt @ xa[i:j, :].T, 0, npx)
         return (e * (w[None, i:j] / total)).T
 
-    return _pack(xa, sums, resp, (float(ll), float(np.sum(w, dtype=np.float64))))
+    extra = (float(ll), float(np.sum(w, dtype=np.float64)))
+    return _pack(sums, extra, lambda: _variances(sums, dtype, reg_covar, whole, resp))
 
 
-def _m_chunk(xa, w, resp):
-    sums = _em.m_sums(xa, w, resp, xp=npx)
-    return _pack(xa, sums, lambda i, j: resp[i:j] * w[i:j, None], (0.0, 0.0))
+def _em_design_chunk(xa, w, logits, mc, var, reg_covar, check):
+    d = (xa.shape[1] - 1) // 2
+    dtype = xa.dtype
+    # where the caller gives `reach`, the chunk's own largest squares stand for it
+    if check and xa.shape[0] and _em.needs_float64(np.max(xa[:, :d], axis=0), mc, var, xp=npx):
+        xa = _em.design.generic(xa[:, d : 2 * d].astype(np.float64), 0.0, xp=npx)[0]
+        w, logits, mc, var = (a.astype(np.float64) for a in (w, logits, mc, var))
+    return _em_chunk(*_from_design(xa), w, logits, mc, var, reg_covar, dtype)
+
+
+def _em_points_chunk(x, center, w, logits, mc, var, reg_covar):
+    return _em_chunk(*_from_points(x, center), w, logits, mc, var, reg_covar, x.dtype)
+
+
+def _m_chunk(blocks, whole, w, resp, reg_covar, dtype):
+    k = resp.shape[1]
+    if w.shape[0] == 0:
+        return np.zeros((1, k + 1, 2 * ((whole().shape[1] - 1) // 2) + 1))
+    sums = 0.0
+    for i, j, xa in blocks(_block_rows(k)):
+        sums = sums + _em.m_sums(xa, w[i:j], resp[i:j], xp=npx)
+
+    def weighted(xa, i, j):
+        return resp[i:j] * w[i:j, None]
+
+    return _pack(sums, (0.0, 0.0), lambda: _variances(sums, dtype, reg_covar, whole, weighted))
+
+
+def _m_design_chunk(xa, w, resp, reg_covar):
+    return _m_chunk(*_from_design(xa), w, resp, reg_covar, xa.dtype)
+
+
+def _m_points_chunk(x, center, w, resp, reg_covar):
+    return _m_chunk(*_from_points(x, center), w, resp, reg_covar, x.dtype)
 
 
 def _finish(total, reg_covar, dtype):
@@ -181,9 +267,28 @@ def _statistics(stats, reg_covar, dtype):
     return done[k, 0], done[:k, 0], done[:k, 1 : d + 1], done[:k, d + 1 :]
 
 
-def _rows_of(xa, *others):
-    xa = _whole_columns(xa)
-    return xa, [_whole_columns(_dask(a)).rechunk({0: xa.chunks[0]}) for a in others]
+def _chunked(xa, w, *others, fuse=True):
+    """Blockwise inputs for `xa`: its points and centre where `design` made it (and `fuse`).
+
+    Returns whether they are points, the inputs, and `w` and `others` in the same row chunks.
+    """
+    source = getattr(xa, "_diaggauss_design", None) if fuse else None
+    if source is not None:
+        x, center = source
+        inputs, rows = (x, "za", *center), x.chunks[0]
+    else:
+        xa = _whole_columns(xa)
+        inputs, rows = (xa, "za"), xa.chunks[0]
+    aligned = [_whole_columns(_dask(a)).rechunk({0: rows}) for a in (w, *others)]
+    return source is not None, inputs, aligned
+
+
+def _per_chunk(fn, inputs, k, d, *args):
+    return da.blockwise(
+        fn, "zgh", *inputs, *args,
+        new_axes={"g": k + 1, "h": 2 * d + 1}, adjust_chunks={"z": 1},
+        concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0)),
+    )  # fmt: skip
 
 
 @override(_em.em_step, GAPS)
@@ -192,27 +297,24 @@ def em_step(xa, w, logits, mc, var, reg_covar, *, reach=None, xp):
 
     Lazy: nothing is computed until the caller computes (`Gaps.settle`).
     """
-    xa, (w,) = _rows_of(xa, w)
+    # `reach` asks for the float64 check, on each chunk's design
+    points, inputs, (w,) = _chunked(xa, w, fuse=reach is None)
     k, d = mc.shape
-    stats = da.blockwise(
-        _em_chunk, "zgh", xa, "za", w, "z",
-        _dask(logits), "k", _dask(mc), "kb", _dask(var), "kb",
-        new_axes={"g": k + 1, "h": 2 * d + 1}, adjust_chunks={"z": 1},
-        concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0)),
-    )  # fmt: skip
+    params = (w, "z", _dask(logits), "k", _dask(mc), "kb", _dask(var), "kb", reg_covar, None)
+    if points:
+        stats = _per_chunk(_em_points_chunk, inputs, k, d, *params)
+    else:
+        stats = _per_chunk(_em_design_chunk, inputs, k, d, *params, reach is not None, None)
     return _statistics(stats, reg_covar, xa.dtype)
 
 
 @override(_em.m_step, GAPS)
 def m_step(xa, w, resp, reg_covar, *, xp):
     """`diaggauss._em.m_step`: one task per chunk of rows, statistics merged exactly."""
-    xa, (w, resp) = _rows_of(xa, w, resp)
+    points, inputs, (w, resp) = _chunked(xa, w, resp)
     k, d = resp.shape[1], (xa.shape[1] - 1) // 2
-    stats = da.blockwise(
-        _m_chunk, "zgh", xa, "za", w, "z", resp, "zk",
-        new_axes={"g": k + 1, "h": 2 * d + 1}, adjust_chunks={"z": 1},
-        concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0)),
-    )  # fmt: skip
+    fn = _m_points_chunk if points else _m_design_chunk
+    stats = _per_chunk(fn, inputs, k, d, w, "z", resp, "zk", reg_covar, None)
     return _statistics(stats, reg_covar, xa.dtype)[1:]
 
 
