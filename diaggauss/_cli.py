@@ -180,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fitted log-likelihoods against scikit-learn's (train and held out), not speed",
     )
+    bench.add_argument(
+        "--scale",
+        action="store_true",
+        help="EM on a Dask LocalCluster (1 and 2 workers) against NumPy: iterations and rows "
+        "per second, client peak memory (alone unless --backends is given)",
+    )
     return parser
 
 
@@ -234,6 +240,7 @@ def bench(args, out=sys.stdout) -> int:
             tiny=args.tiny,
             device=args.device,
             progress=not args.no_progress,
+            scale=args.scale,
         )
     except bench_mod.BenchError as e:
         raise UsageError(str(e)) from None

@@ -124,6 +124,33 @@ def test_bench_quick_writes_json_and_png(tmp_path):
     assert "### Goals" in (out / "bench.md").read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_bench_scale_reports_dask_against_numpy(tmp_path):
+    """``bench --scale``: 1 and 2 workers against NumPy, rows and iterations per second, memory."""
+    import json
+
+    pytest.importorskip("distributed")
+    out = tmp_path / "bench"
+    result = run_cli("bench", "--scale", "--tiny", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "bench.json").read_text())
+    (row,) = report["rows"]  # --scale alone runs only the scale row
+    assert row["backend"] == "scale"
+    assert set(row["results"]) == {"NumPy in memory", "Dask, 1 worker", "Dask, 2 workers"}
+    for res in row["results"].values():
+        assert res["time_s"] > 0
+        assert res["rows_per_s"] == pytest.approx(row["shape"][0] / res["time_s"])
+        assert res["iterations_per_s"] == pytest.approx(1 / res["time_s"])
+    goals = {g["impl"]: g for g in row["goals"]}
+    assert {"Dask, 1 worker x workers", "Dask, 2 workers x workers"} <= set(goals)
+    memory = goals["client peak memory (Dask, 2 workers)"]
+    assert memory["ref"] == "100 MB"
+    assert memory["met"] == (memory["measured"] <= 1.0)
+    assert "NumPy's rows/s per worker" in result.stdout
+    assert "client peak memory" in (out / "bench.md").read_text()
+
+
 @pytest.mark.subprocess
 def test_bench_quality_tiny_matches_a_direct_scikit_learn_fit(tmp_path):
     import json

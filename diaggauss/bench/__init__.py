@@ -33,7 +33,11 @@ BACKENDS = {
     "pairwise-numpy": "numpy",
     "pairwise-torch": "torch",
     "python": "numpy",
+    # EM on a Dask LocalCluster against NumPy (issue 14); only with --scale
+    "scale": "distributed",
 }
+# Backends that run only when asked for (by name or with scale=True).
+ON_REQUEST = ("scale",)
 
 
 class BenchError(Exception):
@@ -138,8 +142,12 @@ def run(
     tiny: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    scale: bool = False,
 ) -> dict:
-    """Run the benchmark rows of `backends` (default: every installed one).
+    """Run the benchmark rows of `backends` (default: every installed one but "scale").
+
+    With `scale`, the scale-out row ("scale": EM on a Dask LocalCluster with
+    1 and 2 workers against NumPy) runs too, or alone when `backends` is None.
 
     Returns
     -------
@@ -152,7 +160,9 @@ def run(
         An unknown backend, or one whose framework is not installed.
     """
     if backends is None:
-        backends = [b for b in BACKENDS if available(b)]
+        backends = [] if scale else [b for b in BACKENDS if available(b) and b not in ON_REQUEST]
+    if scale and "scale" not in backends:
+        backends = [*backends, "scale"]
     for b in backends:
         if b not in BACKENDS:
             raise BenchError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
@@ -236,6 +246,7 @@ def format_table(report: dict) -> str:
             lines.append(f"    {name:<38} {_fmt_time(res['time_s'])}   {ratios}")
         for name, reason in row.get("skipped", {}).items():
             lines.append(f"    {name:<38} skipped: {reason}")
+        lines += [f"    {note}" for note in row.get("notes", [])]
     goals = [(row, g) for row in report["rows"] for g in row.get("goals", [])]
     if goals:
         lines.append("")
@@ -300,6 +311,8 @@ def format_markdown(report: dict, plots: list[Path] | None = None) -> str:
             )
             output = mem["output_bytes"] / 2**20
             lines += ["", f"Extra peak memory of one call (output {output:.1f} MiB): {extra}."]
+        if row.get("notes"):
+            lines += ["", *(f"- {note}" for note in row["notes"])]
         lines.append("")
     for path in plots or []:
         lines += [f"![{path.stem}]({path.parent.name}/{path.name})", ""]

@@ -27,6 +27,10 @@ def cases_for(backend: str, quick: bool, device: str):
         return list(_cases.pairwise_cases("numpy", quick))
     if backend == "python":
         return [_cases.import_time_case(quick)]
+    if backend == "scale":
+        from . import _scale
+
+        return [_scale.scale_case(quick)]
     raise SystemExit(f"unknown backend {backend!r}")
 
 
@@ -40,6 +44,10 @@ def main(argv=None) -> int:
     if args.tiny:
         _cases.SHAPES[:] = _cases.QUICK_SHAPES[:] = [(1, 2)]
         _cases.PAIRWISE_CONFIGS[:] = _cases.QUICK_PAIRWISE_CONFIGS[:] = [(200, 4, 3)]
+        from . import _scale
+
+        _scale.SCALE_CONFIG[:] = _scale.QUICK_SCALE_CONFIG[:] = [(20_000, 4, 8)]
+        _scale.CHUNK_ROWS = 5_000
     cases = cases_for(args.backend, args.quick or args.tiny, args.device)
     print(json.dumps({"count": len(cases)}), flush=True)
     for case in cases:
