@@ -345,3 +345,21 @@ def test_weighted_fit_mixture_agrees_with_numpy(init):
     f, fn = dg.fit(xd, wd), dg.fit(x, w)
     np.testing.assert_allclose(f.loc.compute(), fn.loc, rtol=1e-12)
     np.testing.assert_allclose(f.scale.compute(), fn.scale, rtol=1e-12)
+
+
+def test_float32_tight_components_far_from_the_centre_agree_with_numpy():
+    """A component of spread 1e-3 at 1e3 in float32: the exact variances and float64 E-steps."""
+    rng = np.random.default_rng(4)
+    centres = np.array([[0.0, 0.0], [1e3, 1e3], [-1e3, 5.0]])
+    x = np.concatenate(
+        [rng.normal(c, s, (400, 2)) for c, s in zip(centres, [1, 1e-3, 1], strict=True)]
+    )
+    x = x.astype(np.float32)
+    start = dg.MixtureDiag.from_variance(
+        np.zeros(3, np.float32), centres.astype(np.float32), np.ones((3, 2), np.float32)
+    )
+    got = dg.fit_mixture(da.from_array(x, chunks=(150, 2)), 3, init=start, max_iter=5, tol=0.0)
+    want = dg.fit_mixture(x.astype(np.float64), 3, init=start, max_iter=5, tol=0.0)
+    np.testing.assert_allclose(got.loc.compute(), want.loc, rtol=1e-6, atol=1e-4)
+    var = got.components.variance.compute()
+    np.testing.assert_allclose(var, want.components.variance, rtol=1e-3)

@@ -219,7 +219,14 @@ def _em_design_chunk(xa, w, logits, mc, var, reg_covar, check):
 
 
 def _em_points_chunk(x, center, w, logits, mc, var, reg_covar):
-    return _em_chunk(*_from_points(x, center), w, logits, mc, var, reg_covar, x.dtype)
+    dtype = x.dtype
+    # The E-step at float64 where its error bound asks (as `diaggauss.fit_mixture` does on
+    # NumPy): the bound without the data's largest squares, lazy here, is its distance term
+    # alone, the same for every chunk and a little more often float64 than the generic's.
+    if _em.needs_float64(np.full(mc.shape[1], np.inf, dtype=mc.dtype), mc, var, xp=npx):
+        x, center = x.astype(np.float64), np.asarray(center, dtype=np.float64)
+        w, logits, mc, var = (a.astype(np.float64) for a in (w, logits, mc, var))
+    return _em_chunk(*_from_points(x, center), w, logits, mc, var, reg_covar, dtype)
 
 
 def _m_chunk(blocks, whole, w, resp, reg_covar, dtype):
