@@ -142,8 +142,6 @@ def test_errors_name_the_argument(rng):
 
 
 def test_every_backend_returns_its_own_arrays(xp, backend, rng):
-    if str(backend) == "dask":
-        pytest.skip("EM on Dask recomputes the graph every iteration")
     x = _blobs(rng)
     seed = 0
     if str(backend) == "jax":
