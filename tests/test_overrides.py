@@ -696,10 +696,9 @@ def test_dask_initial_responsibilities_override(init):
         np.testing.assert_allclose(total[total > 0], 1.0)
         np.testing.assert_array_equal(r, _dask_start(xd, w, k, init, 1))
         if init == "kmeans":  # the generic's clusters, found again
-            generic = _kmeans.initial_responsibilities.generic
             ones = np.ones(len(x))
-            start, _, _ = generic(
-                xc, (xc * xc).sum(1), ones, k, init, NUMPY.random_stream(1), xp=_namespace("numpy")
+            start, _, _ = _kmeans.initial_responsibilities(
+                xc, (xc * xc).sum(1), ones, k, init, NUMPY.random_stream(1), _namespace("numpy")
             )
             labels = start(None)[:, :k].argmax(1)  # its first run
             np.testing.assert_array_equal(_relabel(r.argmax(1), labels), labels)
@@ -711,3 +710,34 @@ def _relabel(a, b):
     """`a`'s labels renamed to the `b` label each most often meets."""
     names = {i: np.bincount(b[a == i]).argmax() for i in np.unique(a)}
     return np.array([names[i] for i in a])
+
+
+def test_dask_initial_start_and_iterate_overrides():
+    """The start is the M-step of the start's responsibilities, settled; iterate settles each
+    step and gives the generic loop's results."""
+    da = pytest.importorskip("dask.array")
+    from diaggauss import _em, _em_loop
+    from diaggauss._fit_mixture import _Steps
+    from diaggauss.backends.dask import GAPS
+    from diaggauss.backends.dask import _init as o
+
+    dxp = _namespace("dask")
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.normal(-3, 1, (2000, 2)), rng.normal(3, 1, (2000, 2))])
+    xd = da.from_array(x - x.mean(0), chunks=(900, 2))
+    xa, reach = _em.design(xd, 0.0, xp=dxp)
+    steps = _Steps(xa, da.ones(len(x), chunks=1000), 1e-6, reach, dxp)
+    xsq = da.sum(xd * xd, axis=1)
+    start = o.initial_start(xd, xsq, steps, 2, "kmeans", GAPS.random_stream(1), 1e-3, xp=dxp)
+    resp = o.initial_responsibilities(xd, xsq, steps.w, 2, "kmeans", GAPS.random_stream(1), xp=dxp)
+    want = _em.m_step(xa, steps.w, resp[0](None), 1e-6, xp=dxp)
+    for a, b in zip(start, want, strict=True):
+        assert len(dict(a.__dask_graph__())) == 1  # a value, not a graph
+        np.testing.assert_array_equal(a.compute(), b.compute())
+    kw = {"max_iter": 4, "tol": 0.0, "xp": dxp}
+    got = o.iterate(steps.step, *start, **kw)
+    generic = _em_loop.iterate.generic(steps.step, *start, **kw)
+    for a, b in zip(got[:3], generic[:3], strict=True):
+        assert len(dict(a.__dask_graph__())) == 1
+        np.testing.assert_allclose(a.compute(), b.compute(), rtol=1e-12)
+    assert got[3:] == generic[3:]
