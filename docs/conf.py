@@ -39,7 +39,6 @@ exclude_patterns = [
     "bench/bench.md",
     "bench/quality.md",
     "api/generated/.*",
-    "scaling-out-jax.md",  # a fragment of the Scaling out guide, merged there
 ]
 templates_path = ["_templates"]
 
