@@ -184,6 +184,8 @@ class Parameters:
             if self._par.name == "scale":  # from the scale: no log-scale array to keep
                 return _kernels.log_normalizer_from_scale(self._form("scale", cache, wd), xp=xp)
             return _kernels.log_normalizer(self._derived("log_scale", cache, wd), xp=xp)
+        if name == "half_inv":  # exp(-log_scale / 2), clamped (see _kernels.half_inv_scale)
+            return _kernels.half_inv_scale(self._form("log_scale", cache, wd), xp)
         param = self._param if cache is None else cache.get("param", self._param)
         if param.dtype != wd:
             param = xp.astype(param, wd)

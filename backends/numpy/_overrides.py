@@ -79,20 +79,48 @@ def log_prob_from_inv_scale(x, loc, inv_scale, log_normalizer, *, xp):
     return _density(_sum_squares(z), log_normalizer)
 
 
+@override(_kernels.log_prob_from_log_scale, GAPS)
+def log_prob_from_log_scale(x, loc, log_scale, *, log_normalizer=None, half_inv=None, xp):
+    """`diaggauss._kernels.log_prob_from_log_scale` with one temporary of the points' size."""
+    kept = [a for a in (log_normalizer, half_inv) if a is not None]
+    if not _plain(x, loc, log_scale, *kept):
+        return _kernels.log_prob_from_log_scale.generic(
+            x, loc, log_scale, log_normalizer=log_normalizer, half_inv=half_inv, xp=xp
+        )
+    if log_normalizer is None:
+        log_normalizer = _kernels.log_normalizer(log_scale, xp=xp)
+    z = np.subtract(x, loc)
+    if half_inv is None and float(log_scale.min()) >= -_log_max(log_scale.dtype):
+        # 1 / scale is finite: one multiply (the minimum reads the parameter once,
+        # the generic kernel's second multiply and clamp cost a pass over x and two)
+        z = _in_place(z, np.multiply, np.exp(-log_scale))
+    else:
+        h = _kernels.half_inv_scale(log_scale, np) if half_inv is None else half_inv
+        z = _in_place(_in_place(z, np.multiply, h), np.multiply, h)
+    return _density(_sum_squares(z), log_normalizer)
+
+
+def _log_max(dtype):
+    """``log`` of the largest float of `dtype`, less one: ``exp(-log_scale)`` is finite above."""
+    return math.log(float(np.finfo(dtype).max)) - 1.0
+
+
 @override(_kernels.kl_divergence_from_log_scale, GAPS)
 def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_scale_q=None, xp):
     """`diaggauss._kernels.kl_divergence_from_log_scale` with two temporaries."""
     args = (loc_p, log_scale_p, loc_q, log_scale_q)
     if not _plain(*args) or (inv_scale_q is not None and not _plain(loc_p, inv_scale_q)):
         return _kernels.kl_divergence_from_log_scale.generic(*args, inv_scale_q=inv_scale_q, xp=xp)
-    if inv_scale_q is None:
-        inv_scale_q = np.exp(-log_scale_q)
+    if inv_scale_q is None:  # as the generic kernel: 1 / s_q may overflow
+        h = _kernels.half_inv_scale(log_scale_q, np)
+        u = _in_place(_in_place(np.subtract(loc_p, loc_q), np.multiply, h), np.multiply, h)
+    else:
+        u = _in_place(np.subtract(loc_p, loc_q), np.multiply, inv_scale_q)
     t = np.subtract(log_scale_p, log_scale_q)
     t *= 2.0
     e = np.expm1(t)
     e -= t
     _series_where_small(e, t)
-    u = _in_place(np.subtract(loc_p, loc_q), np.multiply, inv_scale_q)
     total = _in_place(e.sum(axis=-1), np.add, _sum_squares(u))
     total *= 0.5
     return total
