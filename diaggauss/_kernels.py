@@ -403,8 +403,11 @@ def reparameterize(loc, scale, eps, *, xp):
 def logsumexp(a, axis, xp):
     """``log(sum(exp(a), axis))``, stable, ``-inf`` where every term is ``-inf``."""
     m = xp.max(a, axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+    finite = xp.isfinite(m)
+    shift = xp.where(finite, m, xp.zeros_like(m))
+    total = xp.sum(xp.exp(a - shift), axis=axis, keepdims=True)
+    # every term -inf: log(0 + 1) + max, not log(0) (NumPy warns of it)
+    out = xp.log(total + xp.astype(~finite, total.dtype)) + xp.where(finite, shift, m)
     return xp.squeeze(out, axis=axis)
 
 
@@ -441,8 +444,11 @@ def log_softmax(a, axis, xp):
     round the log away and every entry would come out 0 (rows summing to K).
     """
     m = xp.max(a, axis=axis, keepdims=True)
-    shifted = a - xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    finite = xp.isfinite(m)
+    shifted = a - xp.where(finite, m, xp.zeros_like(m))
+    total = xp.sum(xp.exp(shifted), axis=axis, keepdims=True)
+    # every entry -inf: -inf - log(1), not -inf - log(0) (NaN, and NumPy's warnings)
+    return shifted - xp.log(total + xp.astype(~finite, total.dtype))
 
 
 def gather_component(params, index, sample, xp):

@@ -29,7 +29,7 @@ import functools
 from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag
 from ._dtypes import event_size, finish, result_dtype, work_dtype
-from ._gaps import gaps_for
+from ._gaps import gaps_for, quietly
 from ._kernels import exp_excess, half_inv_scale, log_ratio, over_scale, scaled_norm
 from ._namespace import (
     HALF_LOG_2PI,
@@ -227,6 +227,7 @@ def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
     return _quadratic_matrix(x, *_given(p), lead, "mahalanobis", method, rows)
 
 
+@quietly  # far points: squares past the range give the -inf they are, silently
 def _quadratic_matrix(x, loc, spread, par, lead, what, method, rows):
     xp = get_namespace(("x", x), ("loc", loc))
     dtype = result_dtype(xp, x, loc, spread)
@@ -238,9 +239,8 @@ def _quadratic_matrix(x, loc, spread, par, lead, what, method, rows):
     out, too_coarse = _gemm(x, loc, spread, par, lead, what, wd, rows, method == "auto")
     if too_coarse:
         del out  # redone below: free its memory first
-        wider = _wider_dtype(wd, xp)
         # a distance can be 0, where no expansion is relative-accurate: direct
-        if wider is not None and what != "mahalanobis":
+        if (wider := _wider_dtype(wd, xp)) is not None and what != "mahalanobis":
             # From the parameters as given: a log-scale rounded to float32 first
             # would carry its rounding into the precisions (5 ulp at 1e4 nats).
             out, _ = _gemm(x, loc, spread, par, lead, what, wider, rows, False)
