@@ -362,11 +362,15 @@ class MultivariateNormalDiag(Parameters):
         if par is SCALE:  # divide by the scale itself: no pass to invert it
             scale, log_z = self._spreads("scale", "log_normalizer", dtype=dtype)
             out = _kernels.log_prob(x, loc, scale, log_normalizer=log_z, xp=xp)
-        elif par is LOG_SCALE:  # 1 / scale may overflow: its clamped root, twice
+        elif par is LOG_SCALE and self._spreads("finite_inv", dtype=dtype)[0] is False:
+            # 1 / scale overflows (read once, when kept): its clamped root, twice
             ls, h, log_z = self._spreads("log_scale", "half_inv", "log_normalizer", dtype=dtype)
             out = _kernels.log_prob_from_log_scale(
                 x, loc, ls, log_normalizer=log_z, half_inv=h, xp=xp
             )
+        elif par is LOG_SCALE:  # a finite inverse, kept: one multiply
+            inv, log_z = self._spreads("finite_inv", "log_normalizer", dtype=dtype)
+            out = _kernels.log_prob_from_inv_scale(x, loc, inv, log_z, xp=xp)
         else:
             inv_scale, log_z = self._spreads("inv_scale", "log_normalizer", dtype=dtype)
             out = _kernels.log_prob_from_inv_scale(x, loc, inv_scale, log_z, xp=xp)
