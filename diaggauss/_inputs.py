@@ -130,9 +130,9 @@ def check_pair(p, q, what):
     if xp is not xq:
         get_namespace(("p.loc", p._loc), ("q.loc", q._loc))  # TypeError naming both libraries
         if is_numpy_namespace(xp) and p._own_namespace is None:
-            p = _adopt(p, q)
+            p = _beside(p, q)
         elif is_numpy_namespace(xq) and q._own_namespace is None:
-            q = _adopt(q, p)
+            q = _beside(q, p)
     dp, dq = p._loc.shape[-1], q._loc.shape[-1]
     if dp != dq:
         raise ValueError(f"{what}: event sizes differ, p has d={dp} and q has d={dq}")
@@ -140,7 +140,7 @@ def check_pair(p, q, what):
     return p, q, broadcast_shapes(p.batch_shape, q.batch_shape, names=names)
 
 
-def _adopt(d, other):
+def _beside(d, other):
     """`d` (of NumPy arrays) in `other`'s library and device, and in its floating dtype.
 
     NumPy data follows the other distribution's dtype, as NumPy values do in
