@@ -33,6 +33,10 @@ _EXPORT_PREFIX = {"tfp": "tensorflow_probability"}
 _NATIVE: dict = {}
 
 
+class EventDimsNeeded(ValueError):
+    """A distribution whose axes are all batch (torch's plain ``Normal``): event_dims is needed."""
+
+
 def register_native(library, distribution_class, mixture_class):
     """Register the classes `convert` returns for arrays of `library` ("torch")."""
     _NATIVE[library] = (distribution_class, mixture_class)
@@ -128,7 +132,7 @@ def convert(dist, like, *, device=None):
     if isinstance(like, MixtureDiag):
         like = like.loc
     elif _is_distribution(like):
-        like = as_diaggauss(like).loc
+        like = as_diaggauss(like, "like").loc
     xp = namespace_of_library(like)
     if device is None and hasattr(like, "shape") and not hasattr(like, "__name__"):
         device = device_of(like)
@@ -149,15 +153,29 @@ def _parts(dist):
     return dist._loc, dist._param, dist._par
 
 
-def as_diaggauss(dist):
-    """`dist` as one of diaggauss's classes: itself, the numpyro class's core, or converted."""
+def as_diaggauss(dist, name="dist", caller="convert"):
+    """`dist` as one of diaggauss's classes: itself, the numpyro class's core, or converted.
+
+    `name` and `caller` are the argument and the function, for the message
+    where `dist` needs an ``event_dims`` that `caller` does not take.
+    """
     from ._distribution import MultivariateNormalDiag
 
     if isinstance(dist, MultivariateNormalDiag):
         return dist
     if hasattr(dist, "to_diaggauss"):  # the numpyro class
         return dist.to_diaggauss()
-    return MultivariateNormalDiag.from_distribution(dist)
+    try:
+        return MultivariateNormalDiag.from_distribution(dist)
+    except EventDimsNeeded:
+        shape = tuple(getattr(dist, "batch_shape", ()))
+        raise ValueError(
+            f"{name} must be a distribution with an event axis; got a plain {describe(dist)} "
+            f"with batch_shape={shape} and event_shape=() (every axis batch), and {caller} "
+            f"takes no event_dims: pass Independent({name}, 1), e.g. "
+            f"torch.distributions.Independent(Normal(loc, scale), 1) for a vector event, or "
+            f"MultivariateNormalDiag.from_distribution({name}, event_dims=1)"
+        ) from None
 
 
 def _is_distribution(obj) -> bool:

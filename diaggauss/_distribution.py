@@ -362,6 +362,15 @@ class MultivariateNormalDiag(Parameters):
         if par is SCALE:  # divide by the scale itself: no pass to invert it
             scale, log_z = self._spreads("scale", "log_normalizer", dtype=dtype)
             out = _kernels.log_prob(x, loc, scale, log_normalizer=log_z, xp=xp)
+        elif par is LOG_SCALE and self._spreads("finite_inv", dtype=dtype)[0] is False:
+            # 1 / scale overflows (read once, when kept): its clamped root, twice
+            ls, h, log_z = self._spreads("log_scale", "half_inv", "log_normalizer", dtype=dtype)
+            out = _kernels.log_prob_from_log_scale(
+                x, loc, ls, log_normalizer=log_z, half_inv=h, xp=xp
+            )
+        elif par is LOG_SCALE:  # a finite inverse, kept: one multiply
+            inv, log_z = self._spreads("finite_inv", "log_normalizer", dtype=dtype)
+            out = _kernels.log_prob_from_inv_scale(x, loc, inv, log_z, xp=xp)
         else:
             inv_scale, log_z = self._spreads("inv_scale", "log_normalizer", dtype=dtype)
             out = _kernels.log_prob_from_inv_scale(x, loc, inv_scale, log_z, xp=xp)
@@ -469,8 +478,12 @@ class MultivariateNormalDiag(Parameters):
             return p._to_batch(from_scales(p._loc, p._param, q._loc, q._param, xp=xp), batch)
         dtype = p._result_dtype(q._loc, q._param)
         (ls_p,) = p._spreads("log_scale", dtype=dtype)
-        ls_q, inv_q = q._spreads("log_scale", "inv_scale", dtype=dtype)
-        out = from_log_scales(p._loc, ls_p, q._loc, ls_q, inv_scale_q=inv_q, xp=xp)
+        # 1 / s_q of a log-scale may overflow: the kernel takes it from the log-scale
+        inv = () if q._par is LOG_SCALE else ("inv_scale",)
+        ls_q, *inv_q = q._spreads("log_scale", *inv, dtype=dtype)
+        out = from_log_scales(
+            p._loc, ls_p, q._loc, ls_q, inv_scale_q=next(iter(inv_q), None), xp=xp
+        )
         return p._to_batch(finish(out, dtype, xp), batch)
 
     def kl_divergence(self, q):

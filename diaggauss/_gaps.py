@@ -1,12 +1,13 @@
 """What the array API standard lacks, supplied per library: the gaps registry.
 
 The math (`diaggauss._kernels` and friends) is written once in the standard.
-Seven things cannot be: random numbers, telling a traced value from a concrete
+Eight things cannot be: random numbers, telling a traced value from a concrete
 one, reading a value on the host, computing lazy values now (`Gaps.settle`),
 whether a derived value may be kept for later calls and which version of a
-parameter it came from, and whether float64 exists. A `Gaps` object answers
-those for one library; the generic one below serves any library without an
-adapter.
+parameter it came from, whether float64 exists, and silencing floating-point
+warnings (NumPy's) where a result is right all the same. A `Gaps` object
+answers those for one library; the generic one below serves any library
+without an adapter.
 
 Adapters live in ``diaggauss.backends.<library>`` and are imported only when
 an array of their library is first seen (or the user imports them), so
@@ -17,6 +18,8 @@ an array of their library is first seen (or the user imports them), so
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import sys
 from typing import Any
@@ -25,7 +28,7 @@ import array_api_compat
 
 from ._namespace import describe, library_name
 
-__all__ = ["ADAPTERS", "Gaps", "SeedError", "gaps_for", "load_adapter"]
+__all__ = ["ADAPTERS", "Gaps", "SeedError", "gaps_for", "load_adapter", "quietly"]
 
 
 class SeedError(TypeError, ValueError):
@@ -133,7 +136,27 @@ class Gaps:
         """
         return arrays
 
+    def quiet(self):
+        """A context where the library does not warn of overflow, log(0) or inf - inf.
+
+        For code whose results are right all the same (squares of far points
+        past the range give the ``-inf`` that is the answer); NumPy's
+        ``errstate``, nothing elsewhere.
+        """
+        return contextlib.nullcontext()
+
     _xp = None  # the namespace, set by gaps_for
+
+
+def quietly(fn):
+    """`fn` run in `Gaps.quiet` of its first argument's library (an array)."""
+
+    @functools.wraps(fn)
+    def run(x, *args, **kwargs):
+        with gaps_for(array_api_compat.array_namespace(x)).quiet():
+            return fn(x, *args, **kwargs)
+
+    return run
 
 
 _LAZY_TYPES: dict = {}

@@ -130,14 +130,29 @@ def check_pair(p, q, what):
     if xp is not xq:
         get_namespace(("p.loc", p._loc), ("q.loc", q._loc))  # TypeError naming both libraries
         if is_numpy_namespace(xp) and p._own_namespace is None:
-            p = p.to_namespace(xq, device=q.device)
+            p = _beside(p, q)
         elif is_numpy_namespace(xq) and q._own_namespace is None:
-            q = q.to_namespace(xp, device=p.device)
+            q = _beside(q, p)
     dp, dq = p._loc.shape[-1], q._loc.shape[-1]
     if dp != dq:
         raise ValueError(f"{what}: event sizes differ, p has d={dp} and q has d={dq}")
     names = ("p.batch_shape", "q.batch_shape")
     return p, q, broadcast_shapes(p.batch_shape, q.batch_shape, names=names)
+
+
+def _beside(d, other):
+    """`d` (of NumPy arrays) in `other`'s library and device, and in its floating dtype.
+
+    NumPy data follows the other distribution's dtype, as NumPy values do in
+    `log_prob`; cast on the NumPy side, so no float64 reaches JAX without x64
+    (whose truncation warns).
+    """
+    xn = d._ns()
+    want = getattr(xn, str(other.dtype).rsplit(".", 1)[-1], None)  # torch.float32 -> float32
+    if want is not None and want != d.dtype:
+        cast = [xn.astype(a, want) for a in (d._loc, d._param)]
+        d = type(d)._build(*cast, d._par, d._validate_args)
+    return d.to_namespace(other._ns(), device=other.device)
 
 
 def _convert_hint(q) -> str:

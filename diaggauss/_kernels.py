@@ -28,6 +28,7 @@ __all__ = [
     "entropy_from_log_normalizer",
     "far_responsibilities",
     "gather_component",
+    "half_inv_scale",
     "kl_divergence",
     "kl_divergence_from_log_scale",
     "log_cdf",
@@ -40,6 +41,7 @@ __all__ = [
     "log_prob_of_noise",
     "logsumexp",
     "mahalanobis",
+    "over_scale",
     "reparameterize",
     "wasserstein2",
 ]
@@ -51,6 +53,9 @@ def log_normalizer(log_scale, *, xp):
     dtype, log_scale = working(xp, log_scale)
     d = event_size(log_scale, xp)
     return finish(xp.sum(log_scale, axis=-1) + d * HALF_LOG_2PI, dtype, xp)
+
+
+_log_normalizer = log_normalizer
 
 
 @overridable
@@ -74,11 +79,66 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
 
 
 @overridable
-def log_prob_from_log_scale(x, loc, log_scale, *, xp):
-    """`log_prob` from the log-scale, used as is (never ``log(exp(log_scale))``)."""
-    dtype, x, loc, log_scale = working(xp, x, loc, log_scale)
-    log_z = log_normalizer(log_scale, xp=xp)
-    return finish(log_prob_from_inv_scale(x, loc, xp.exp(-log_scale), log_z, xp=xp), dtype, xp)
+def log_prob_from_log_scale(x, loc, log_scale, *, log_normalizer=None, half_inv=None, xp):
+    """`log_prob` from the log-scale, used as is (never ``log(exp(log_scale))``).
+
+    ``(x - loc) / scale`` is ``((x - loc) * h) * h`` with ``h`` the
+    `half_inv_scale`: finite where ``1 / scale`` overflows (log-scales below
+    -88.7 in float32), so the density is right for any finite log-scale.
+    `log_normalizer` and `half_inv` are ``log Z`` and ``h`` when the caller keeps them.
+    """
+    dtype, x, loc, log_scale, h, log_z = working(
+        xp, x, loc, log_scale, half_inv, reduced=(log_normalizer,)
+    )
+    if log_z is None:
+        log_z = _log_normalizer(log_scale, xp=xp)
+    if h is None:
+        h = half_inv_scale(log_scale, xp)
+    z = (x - loc) * h * h
+    return finish(-0.5 * xp.sum(z * z, axis=-1) - log_z, dtype, xp)
+
+
+_HALF_INV_FLOOR: dict = {}
+
+
+def half_inv_scale(log_scale, xp):
+    """``h = exp(-log_scale / 2)``, the log-scale clamped below at `half_inv_floor`.
+
+    ``(v * h) * h`` is ``v / scale`` to a few ulp wherever that is finite,
+    and 0 for ``v = 0`` (``v * exp(-log_scale)`` is NaN there once the
+    inverse overflows). Below the floor the clamped ``h**2`` is so large
+    that any nonzero ``v``, subnormal ones too, gives a square past the
+    range, as the exact value does.
+    """
+    floor = half_inv_floor(log_scale.dtype, xp)
+    # a 0-d array: a Python number in maximum breaks torch.compile's graph (compat's
+    # result_type), and clip cost 7 us on NumPy's small arrays
+    floor = xp.asarray(floor, dtype=log_scale.dtype, device=device_of(log_scale))
+    return xp.exp(-0.5 * xp.maximum(log_scale, floor))
+
+
+def over_scale(v, log_scale, xp):
+    """``v / exp(log_scale)`` as ``(v * h) * h`` (`half_inv_scale`): finite where the value is."""
+    h = half_inv_scale(log_scale, xp)
+    return v * h * h
+
+
+def half_inv_floor(dtype, xp):
+    """The log-scale where `half_inv_scale` clamps, midway in its valid interval.
+
+    It must be low enough that ``tiny * h**2`` (``tiny`` the smallest
+    subnormal) squares past twice the largest float, and high enough that
+    ``h`` itself is finite.
+    """
+    key = (id(xp), dtype)
+    floor = _HALF_INV_FLOOR.get(key)
+    if floor is None:
+        fi = xp.finfo(dtype)
+        log_max = math.log(float(fi.max))
+        log_tiny = math.log(float(fi.smallest_normal) * float(fi.eps))
+        low = 0.5 * log_max + math.log(2.0) - log_tiny
+        floor = _HALF_INV_FLOOR[key] = -0.5 * (low + 2.0 * log_max)
+    return floor
 
 
 @overridable
@@ -292,9 +352,11 @@ def _log_scale_terms(loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q, xp):
     dtype, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q = working(
         xp, loc_p, log_scale_p, loc_q, log_scale_q, inv_scale_q
     )
-    if inv_scale_q is None:
-        inv_scale_q = xp.exp(-log_scale_q)
-    return dtype, 2.0 * (log_scale_p - log_scale_q), (loc_p - loc_q) * inv_scale_q, log_scale_q
+    if inv_scale_q is None:  # 1 / s_q may overflow
+        u = over_scale(loc_p - loc_q, log_scale_q, xp)
+    else:
+        u = (loc_p - loc_q) * inv_scale_q
+    return dtype, 2.0 * (log_scale_p - log_scale_q), u, log_scale_q
 
 
 @overridable
@@ -341,8 +403,11 @@ def reparameterize(loc, scale, eps, *, xp):
 def logsumexp(a, axis, xp):
     """``log(sum(exp(a), axis))``, stable, ``-inf`` where every term is ``-inf``."""
     m = xp.max(a, axis=axis, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    out = xp.log(xp.sum(xp.exp(a - m), axis=axis, keepdims=True)) + m
+    finite = xp.isfinite(m)
+    shift = xp.where(finite, m, xp.zeros_like(m))
+    total = xp.sum(xp.exp(a - shift), axis=axis, keepdims=True)
+    # every term -inf: log(0 + 1) + max, not log(0) (NumPy warns of it)
+    out = xp.log(total + xp.astype(~finite, total.dtype)) + xp.where(finite, shift, m)
     return xp.squeeze(out, axis=axis)
 
 
@@ -379,8 +444,11 @@ def log_softmax(a, axis, xp):
     round the log away and every entry would come out 0 (rows summing to K).
     """
     m = xp.max(a, axis=axis, keepdims=True)
-    shifted = a - xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    finite = xp.isfinite(m)
+    shifted = a - xp.where(finite, m, xp.zeros_like(m))
+    total = xp.sum(xp.exp(shifted), axis=axis, keepdims=True)
+    # every entry -inf: -inf - log(1), not -inf - log(0) (NaN, and NumPy's warnings)
+    return shifted - xp.log(total + xp.astype(~finite, total.dtype))
 
 
 def gather_component(params, index, sample, xp):

@@ -29,8 +29,8 @@ import functools
 from ._dispatch import overridable
 from ._distribution import MultivariateNormalDiag
 from ._dtypes import event_size, finish, result_dtype, work_dtype
-from ._gaps import gaps_for
-from ._kernels import exp_excess, log_ratio, scaled_norm
+from ._gaps import gaps_for, quietly
+from ._kernels import exp_excess, half_inv_scale, log_ratio, over_scale, scaled_norm
 from ._namespace import (
     HALF_LOG_2PI,
     as_array,
@@ -227,6 +227,7 @@ def pairwise_mahalanobis(x, p, *, method="auto", chunk_size=None, xp=None):
     return _quadratic_matrix(x, *_given(p), lead, "mahalanobis", method, rows)
 
 
+@quietly  # far points: squares past the range give the -inf they are, silently
 def _quadratic_matrix(x, loc, spread, par, lead, what, method, rows):
     xp = get_namespace(("x", x), ("loc", loc))
     dtype = result_dtype(xp, x, loc, spread)
@@ -238,13 +239,15 @@ def _quadratic_matrix(x, loc, spread, par, lead, what, method, rows):
     out, too_coarse = _gemm(x, loc, spread, par, lead, what, wd, rows, method == "auto")
     if too_coarse:
         del out  # redone below: free its memory first
-        wider = _wider_dtype(wd, xp)
         # a distance can be 0, where no expansion is relative-accurate: direct
-        if wider is None or what == "mahalanobis":
-            return _direct(x, loc, spread, par, lead, what, rows)
-        # From the parameters as given: a log-scale rounded to float32 first
-        # would carry its rounding into the precisions (5 ulp at 1e4 nats).
-        out, _ = _gemm(x, loc, spread, par, lead, what, wider, rows, False)
+        if (wider := _wider_dtype(wd, xp)) is not None and what != "mahalanobis":
+            # From the parameters as given: a log-scale rounded to float32 first
+            # would carry its rounding into the precisions (5 ulp at 1e4 nats).
+            out, _ = _gemm(x, loc, spread, par, lead, what, wider, rows, False)
+            # else precisions past float64's range (log-scales below -354): direct
+            if bool(xp.all(xp.isfinite(out))):
+                return finish(out, dtype, xp)
+        return _direct(x, loc, spread, par, lead, what, rows)
     return finish(out, dtype, xp)
 
 
@@ -358,14 +361,14 @@ def _direct(x, loc, spread, par, lead, what, rows):
     k, d = loc.shape[-2:]
     log_scale = par.derive("log_scale", _at(spread, wd, lead, xp), xp)
     loc = _at(loc, wd, lead, xp)[..., None, :, :]
-    inv = xp.exp(-log_scale)[..., None, :, :]
+    h = half_inv_scale(log_scale, xp)[..., None, :, :]  # 1 / s may overflow: h twice
     log_z = (xp.sum(log_scale, axis=-1) + event_size(log_scale, xp) * HALF_LOG_2PI)[..., None, :]
     x = _at(x, wd, lead, xp)
     n = x.shape[-2]
     step = rows or max(1, DIRECT_BLOCK // max(k * d, 1))
 
     def block(i, j):
-        z = (x[..., i:j, None, :] - loc) * inv
+        z = (x[..., i:j, None, :] - loc) * h * h
         if what == "log_prob":
             return -0.5 * xp.sum(z * z, axis=-1) - log_z
         return scaled_norm(z, xp)  # finite wherever the distance is representable
@@ -475,7 +478,7 @@ def _kl_direct(side_p, side_q, xp):
     loc_p, ls_p, *s_p = side_p
     loc_q, ls_q, *s_q = side_q
     t = 2.0 * (log_ratio(s_p[0], s_q[0], xp) if s_p else ls_p - ls_q)
-    u = (loc_p - loc_q) * xp.exp(-ls_q)
+    u = over_scale(loc_p - loc_q, ls_q, xp)
     return 0.5 * xp.sum(exp_excess(t, xp) + u * u, axis=-1)
 
 

@@ -64,19 +64,32 @@ def normalize_sample_shape(sample_shape, name="sample_shape") -> tuple:
         raise TypeError(f"{name} must be an int or a tuple of ints; got {sample_shape!r}")
     try:
         items = (sample_shape,) if not hasattr(sample_shape, "__iter__") else tuple(sample_shape)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an int or a tuple of ints; got {sample_shape!r}"
-        ) from None
+    except TypeError:  # a 0-d array: one size if it can be read as an int
+        items = (sample_shape,)
     try:
         shape = tuple(_index(name, n) for n in items)
     except TypeError:
-        raise TypeError(
-            f"{name} must be an int or a tuple of ints; got {sample_shape!r}"
-        ) from None
+        raise _shape_error(name, sample_shape, items) from None
     if any(n < 0 for n in shape):
         raise ValueError(f"{name} must not be negative; got {shape}")
     return shape
+
+
+def _shape_error(name, sample_shape, items):
+    if any(_unknown_int(n) for n in items):
+        return TypeError(
+            f"{name} must be an int or a tuple of ints known where the function is "
+            f"traced; got {sample_shape!r}, an integer array whose value is not known "
+            "(traced or lazy). A shape cannot depend on traced values: under jax.jit "
+            "mark the argument static (jax.jit(f, static_argnums=...) or "
+            "static_argnames=...), or pass a Python int"
+        )
+    return TypeError(f"{name} must be an int or a tuple of ints; got {sample_shape!r}")
+
+
+def _unknown_int(v) -> bool:
+    """Whether `v` is an integer array that cannot be read as an int (a tracer, a lazy array)."""
+    return tuple(getattr(v, "shape", (0,))) == () and "int" in str(getattr(v, "dtype", ""))
 
 
 def positive_int(name, value):

@@ -174,7 +174,7 @@ class Parameters:
             if value is not None:
                 return value
         value = self._compute(name, cache, wd)
-        if cache is not None and self._gaps.is_concrete(value):
+        if cache is not None and (value is False or self._gaps.is_concrete(value)):
             cache[key] = value
         return value
 
@@ -184,6 +184,13 @@ class Parameters:
             if self._par.name == "scale":  # from the scale: no log-scale array to keep
                 return _kernels.log_normalizer_from_scale(self._form("scale", cache, wd), xp=xp)
             return _kernels.log_normalizer(self._derived("log_scale", cache, wd), xp=xp)
+        if name == "half_inv":  # exp(-log_scale / 2), clamped (see _kernels.half_inv_scale)
+            return _kernels.half_inv_scale(self._form("log_scale", cache, wd), xp)
+        if name == "finite_inv":  # exp(-log_scale) where every value is finite, else False
+            inv = xp.exp(-self._form("log_scale", cache, wd))
+            if not self._gaps.is_concrete(inv) or not bool(xp.all(inv < float("inf"))):
+                return False
+            return inv
         param = self._param if cache is None else cache.get("param", self._param)
         if param.dtype != wd:
             param = xp.astype(param, wd)

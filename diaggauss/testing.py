@@ -88,7 +88,7 @@ def assert_close(p, q, *, rtol=None, atol=None, methods=METHODS, probes=_PROBES,
     """
     from ._convert import as_diaggauss
 
-    p, q = as_diaggauss(p), as_diaggauss(q)
+    p, q = as_diaggauss(p, "p", "assert_close"), as_diaggauss(q, "q", "assert_close")
     _check_shapes(p, q)
     unknown = set(methods) - set(METHODS)
     if unknown:

@@ -412,3 +412,26 @@ def test_zero_points_give_empty_results_of_the_right_shape(backend, batch):
     comp = MVN(loc[..., 0, :], scale[..., 0, :])
     for method in POINT_METHODS:
         assert tuple(getattr(comp, method)(x).shape) == (0, *batch), method
+
+
+def test_a_traced_sample_shape_says_to_mark_it_static():
+    """Under jax.jit a size passed as an argument is a tracer: the message says what to do."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    d = MVN(jnp.zeros(2), jnp.ones(2))
+    key = jax.random.key(0)
+    for shape_of in (lambda n: n, lambda n: (n, 2)):
+        with pytest.raises(TypeError) as info:
+            jax.jit(lambda n, f=shape_of: d.sample(f(n), seed=key))(3)
+        message = str(info.value)
+        assert message.startswith("sample_shape must be an int or a tuple of ints known where")
+        assert "traced" in message
+        assert "static_argnums" in message
+        assert "static_argnames" in message
+    static = jax.jit(lambda n: d.sample(n, seed=key), static_argnums=0)
+    assert static(3).shape == (3, 2)
+    # a concrete 0-d integer array is one size; a float keeps the plain message
+    assert d.sample(np.array(3), seed=key).shape == (3, 2)
+    with pytest.raises(TypeError, match=r"tuple of ints; got array\(2\.\)$"):
+        d.sample(np.array(2.0), seed=key)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from diaggauss import _dispatch
+from diaggauss import _dispatch, _kernels
 from diaggauss._gaps import gaps_for
 
 RTOL = {"float32": 2e-5, "float64": 1e-12}
@@ -38,8 +38,16 @@ def _density_args(kernel, rows, d, rng, lead=()):
         return (x, loc, scale), {"log_normalizer": log_z}
     if kernel == "log_normalizer_from_scale":
         return (scale,), {}
-    if kernel == "log_prob_from_log_scale":
-        return (x, loc, np.log(scale)), {}
+    ls = np.log(scale)
+    if "tiny" in kernel:  # 1 / scale overflows (silent NaNs once): x == loc there
+        ls[:, 0], ls[:, -1] = -100.0, -1e4
+        x[..., 0], x[..., -1] = loc[:, 0], loc[:, -1]
+    if kernel.startswith("log_prob_from_log_scale"):
+        log_z = ls.sum(-1) + d * 0.5 * math.log(2 * math.pi)
+        # the half inverse is derived in the tested library and dtype (see _split)
+        return (x, loc, ls), (
+            {"log_normalizer": log_z, "half_inv": None} if "kept" in kernel else {}
+        )
     if kernel == "kl_divergence":  # from the scales as given
         loc_q = rng.normal(size=(rows, d))
         scale_q = rng.uniform(0.5, 2.0, size=(rows, d))
@@ -51,8 +59,11 @@ def _density_args(kernel, rows, d, rng, lead=()):
         ls_q = np.log(rng.uniform(0.5, 2.0, size=(rows, d)))
         if lead:  # a batch of p against one q: not one row per pair
             x = x.reshape(-1, d)[: rows * int(np.prod(lead))].reshape(*lead, rows, d)
-        args = (x, np.log(scale) + 0 * x, loc_q, ls_q)
-        return args, ({"inv_scale_q": np.exp(-ls_q)} if "+" in kernel else {})
+        if "tiny" in kernel:  # equal tiny scales and means: KL 0, not NaN
+            ls_q[:, 0], ls_q[:, -1] = ls[:, 0], ls[:, -1]
+            loc_q[:, 0] = loc_q[:, -1] = x[..., 0] = x[..., -1] = 0.0
+        args = (x, ls + 0 * x, loc_q, ls_q)
+        return args, ({"inv_scale_q": np.exp(-ls_q)} if "inv_scale_q" in kernel else {})
     return (x, loc, 1 / scale, log_z), {}
 
 
@@ -60,10 +71,14 @@ DENSITY_KERNELS = (
     "log_prob",
     "log_prob+log_normalizer",
     "log_prob_from_log_scale",
+    "log_prob_from_log_scale+kept",
+    "log_prob_from_log_scale+tiny",
+    "log_prob_from_log_scale+tiny+kept",
     "log_prob_from_inv_scale",
     "log_normalizer_from_scale",
     "kl_divergence_from_log_scale",
     "kl_divergence_from_log_scale+inv_scale_q",
+    "kl_divergence_from_log_scale+tiny",
     "kl_divergence",
 )
 
@@ -121,6 +136,7 @@ COVERED = {
         "quadratic_product",
         "log_prob",
         "log_prob_from_inv_scale",
+        "log_prob_from_log_scale",
         "kl_divergence_from_log_scale",
         "kl_divergence",
     },
@@ -161,7 +177,11 @@ def _call(fn, args, kw, xp):
 
 
 def _split(kernel, args, kw, lib, dtype):
-    return [_to(lib, a, dtype) for a in args], {k: _to(lib, v, dtype) for k, v in kw.items()}
+    args = [_to(lib, a, dtype) for a in args]
+    kw = {k: _to(lib, v, dtype) for k, v in kw.items() if v is not None}
+    if "kept" in kernel:
+        kw["half_inv"] = _kernels.half_inv_scale(args[2], _namespace(lib))
+    return args, kw
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -184,10 +204,13 @@ def test_torch_log_density_overrides(kernel, shape, lead, dtype):
     leaves = [a.clone().requires_grad_() for a in args]
     lkw = {k: v.clone().requires_grad_() for k, v in kw.items()}
     inputs = [*leaves, *lkw.values()]
-    g_got = torch.autograd.grad(_call(override, leaves, lkw, xp).sum(), inputs)
-    g_want = torch.autograd.grad(_call(fn, leaves, lkw, xp).sum(), inputs)
+    # (given kept values, the log-scale itself is not read: no gradient on either side)
+    g_got = torch.autograd.grad(_call(override, leaves, lkw, xp).sum(), inputs, allow_unused=True)
+    g_want = torch.autograd.grad(_call(fn, leaves, lkw, xp).sum(), inputs, allow_unused=True)
     for a, b in zip(g_got, g_want, strict=True):
-        _close(a, b, dtype)
+        assert (a is None) == (b is None)
+        if a is not None:
+            _close(a, b, dtype)
 
 
 @pytest.mark.slow
@@ -212,15 +235,24 @@ def test_torch_log_density_overrides_compiled(kernel, shape):
     _close(compiled(*inputs), want, "float64")
     assert torch.equal(compiled(*inputs), compiled(*inputs))
     leaves = [a.clone().requires_grad_() for a in inputs]
-    g_got = torch.autograd.grad(compiled(*leaves).sum(), leaves)
-    g_want = torch.autograd.grad(run(dispatch.generic, *leaves).sum(), leaves)
+    g_got = torch.autograd.grad(compiled(*leaves).sum(), leaves, allow_unused=True)
+    g_want = torch.autograd.grad(run(dispatch.generic, *leaves).sum(), leaves, allow_unused=True)
     for a, b in zip(g_got, g_want, strict=True):
-        _close(a, b, "float64")
+        assert (a is None) == (b is None)  # given kept values, the log-scale is not read
+        if a is not None:
+            _close(a, b, "float64")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(
-    "kernel", ["log_prob", "log_prob+log_normalizer", "log_prob_from_log_scale"]
+    "kernel",
+    [
+        "log_prob",
+        "log_prob+log_normalizer",
+        "log_prob_from_log_scale",
+        "log_prob_from_log_scale+kept",
+        "log_prob_from_log_scale+tiny",
+    ],
 )
 @pytest.mark.parametrize("shape", [(1, 2), (64, 16), (4096, 64)])
 def test_jax_log_density_overrides(kernel, shape, dtype):
@@ -250,8 +282,12 @@ NUMPY_DENSITIES = (
     "log_prob",
     "log_prob+log_normalizer",
     "log_prob_from_inv_scale",
+    "log_prob_from_log_scale",
+    "log_prob_from_log_scale+kept",
+    "log_prob_from_log_scale+tiny+kept",
     "kl_divergence_from_log_scale",
     "kl_divergence_from_log_scale+inv_scale_q",
+    "kl_divergence_from_log_scale+tiny",
     "kl_divergence",
 )
 

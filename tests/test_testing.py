@@ -128,3 +128,23 @@ def test_convert_takes_every_form():
         got = dg.convert(other, np.zeros(1))
         assert isinstance(got.loc, np.ndarray), name
         dg.testing.assert_close(got, dg.MultivariateNormalDiag(LOC, SCALE))
+
+
+@pytest.mark.parametrize("side", ["p", "q"])
+def test_a_plain_normal_says_to_wrap_it_in_independent(side):
+    """assert_close takes no event_dims: the message names the argument and the way out."""
+    from torch.distributions import Independent, Normal
+
+    ours = dg.MultivariateNormalDiag(LOC, SCALE)
+    plain = Normal(torch.tensor(LOC), torch.tensor(SCALE))
+    args = (plain, ours) if side == "p" else (ours, plain)
+    with pytest.raises(ValueError) as info:
+        dg.testing.assert_close(*args)
+    message = str(info.value)
+    assert message.startswith(f"{side} must be a distribution with an event axis")
+    assert "Normal with batch_shape=(5, 2) and event_shape=()" in message
+    assert f"Independent({side}, 1)" in message
+    assert "assert_close takes no event_dims" in message
+    dg.testing.assert_close(ours, Independent(plain, 1))  # as the message says
+    with pytest.raises(ValueError, match="like must be a distribution with an event axis"):
+        dg.convert(ours, plain)

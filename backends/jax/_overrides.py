@@ -36,10 +36,13 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
 
 
 @override(_kernels.log_prob_from_log_scale, GAPS)
-def log_prob_from_log_scale(x, loc, log_scale, *, xp):
-    """`diaggauss._kernels.log_prob_from_log_scale` as one reduction."""
-    if not _plain(x, loc, log_scale):
-        return _kernels.log_prob_from_log_scale.generic(x, loc, log_scale, xp=xp)
+def log_prob_from_log_scale(x, loc, log_scale, *, log_normalizer=None, half_inv=None, xp):
+    """`diaggauss._kernels.log_prob_from_log_scale` as one reduction; generic given kept values."""
+    if log_normalizer is not None or half_inv is not None or not _plain(x, loc, log_scale):
+        return _kernels.log_prob_from_log_scale.generic(
+            x, loc, log_scale, log_normalizer=log_normalizer, half_inv=half_inv, xp=xp
+        )
     _, x, loc, log_scale = working(xp, x, loc, log_scale)
-    z = (x - loc) * jnp.exp(-log_scale)
+    h = _kernels.half_inv_scale(log_scale, xp)
+    z = (x - loc) * h * h
     return jnp.sum(-0.5 * (z * z) - log_scale, axis=-1) - x.shape[-1] * HALF_LOG_2PI

@@ -31,6 +31,9 @@ class NumpyGaps(Gaps):
     def to_host(self, x):
         return np.asarray(x)
 
+    def quiet(self):
+        return np.errstate(over="ignore", divide="ignore", invalid="ignore")
+
 
 class _Stream(NumpyStream):
     """Draws from a Generator, returned as they come (NumPy needs no conversion)."""

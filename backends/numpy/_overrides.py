@@ -59,9 +59,29 @@ def _density(maha_sq, log_z):
     return _in_place(maha_sq, np.subtract, log_z)
 
 
+def _small(*arrays) -> bool:
+    """One 32- or 64-bit floating dtype (None entries skipped): `_small_density` applies."""
+    dtype = arrays[0].dtype
+    return dtype in _FLOAT and all(a is None or a.dtype == dtype for a in arrays)
+
+
+def _small_density(z, log_z):
+    """``-sum(z**2) / 2 - log Z`` with einsum's sum of squares.
+
+    1 us faster than ``z * z`` and ``sum``, and silent where a square
+    overflows to the ``-inf`` that is the answer (a distance of 5e19 in
+    float32): an ``errstate`` would cost as much again.
+    """
+    return -0.5 * _sum_squares(z) - log_z
+
+
 @override(_kernels.log_prob, GAPS)
 def log_prob(x, loc, scale, *, log_normalizer=None, xp):
     """`diaggauss._kernels.log_prob` with one temporary of the points' size."""
+    if x.size < LEAN and _small(x, loc, scale, log_normalizer):
+        if log_normalizer is None:
+            log_normalizer = _kernels.log_normalizer_from_scale(scale, xp=xp)
+        return _small_density((x - loc) / scale, log_normalizer)
     if not _plain(x, loc, scale) or (log_normalizer is not None and not _plain(x, log_normalizer)):
         return _kernels.log_prob.generic(x, loc, scale, log_normalizer=log_normalizer, xp=xp)
     if log_normalizer is None:
@@ -73,10 +93,43 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
 @override(_kernels.log_prob_from_inv_scale, GAPS)
 def log_prob_from_inv_scale(x, loc, inv_scale, log_normalizer, *, xp):
     """`diaggauss._kernels.log_prob_from_inv_scale` with one temporary of the points' size."""
+    if x.size < LEAN and _small(x, loc, inv_scale, log_normalizer):
+        return _small_density((x - loc) * inv_scale, log_normalizer)
     if not _plain(x, loc, inv_scale, log_normalizer):
         return _kernels.log_prob_from_inv_scale.generic(x, loc, inv_scale, log_normalizer, xp=xp)
     z = _in_place(np.subtract(x, loc), np.multiply, inv_scale)
     return _density(_sum_squares(z), log_normalizer)
+
+
+@override(_kernels.log_prob_from_log_scale, GAPS)
+def log_prob_from_log_scale(x, loc, log_scale, *, log_normalizer=None, half_inv=None, xp):
+    """`diaggauss._kernels.log_prob_from_log_scale` with one temporary of the points' size."""
+    kept = [a for a in (log_normalizer, half_inv) if a is not None]
+    if x.size < LEAN and _small(x, loc, log_scale, log_normalizer, half_inv):
+        if log_normalizer is None:
+            log_normalizer = _kernels.log_normalizer(log_scale, xp=xp)
+        h = _kernels.half_inv_scale(log_scale, xp) if half_inv is None else half_inv
+        return _small_density((x - loc) * h * h, log_normalizer)
+    if not _plain(x, loc, log_scale, *kept):
+        return _kernels.log_prob_from_log_scale.generic(
+            x, loc, log_scale, log_normalizer=log_normalizer, half_inv=half_inv, xp=xp
+        )
+    if log_normalizer is None:
+        log_normalizer = _kernels.log_normalizer(log_scale, xp=xp)
+    z = np.subtract(x, loc)
+    if half_inv is None and float(log_scale.min()) >= -_log_max(log_scale.dtype):
+        # 1 / scale is finite: one multiply (the minimum reads the parameter once,
+        # the generic kernel's second multiply and clamp cost a pass over x and two)
+        z = _in_place(z, np.multiply, np.exp(-log_scale))
+    else:
+        h = _kernels.half_inv_scale(log_scale, np) if half_inv is None else half_inv
+        z = _in_place(_in_place(z, np.multiply, h), np.multiply, h)
+    return _density(_sum_squares(z), log_normalizer)
+
+
+def _log_max(dtype):
+    """``log`` of the largest float of `dtype`, less one: ``exp(-log_scale)`` is finite above."""
+    return math.log(float(np.finfo(dtype).max)) - 1.0
 
 
 @override(_kernels.kl_divergence_from_log_scale, GAPS)
@@ -85,14 +138,16 @@ def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
     args = (loc_p, log_scale_p, loc_q, log_scale_q)
     if not _plain(*args) or (inv_scale_q is not None and not _plain(loc_p, inv_scale_q)):
         return _kernels.kl_divergence_from_log_scale.generic(*args, inv_scale_q=inv_scale_q, xp=xp)
-    if inv_scale_q is None:
-        inv_scale_q = np.exp(-log_scale_q)
+    if inv_scale_q is None:  # as the generic kernel: 1 / s_q may overflow
+        h = _kernels.half_inv_scale(log_scale_q, np)
+        u = _in_place(_in_place(np.subtract(loc_p, loc_q), np.multiply, h), np.multiply, h)
+    else:
+        u = _in_place(np.subtract(loc_p, loc_q), np.multiply, inv_scale_q)
     t = np.subtract(log_scale_p, log_scale_q)
     t *= 2.0
     e = np.expm1(t)
     e -= t
     _series_where_small(e, t)
-    u = _in_place(np.subtract(loc_p, loc_q), np.multiply, inv_scale_q)
     total = _in_place(e.sum(axis=-1), np.add, _sum_squares(u))
     total *= 0.5
     return total

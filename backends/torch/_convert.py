@@ -15,7 +15,7 @@ def _import_torch(dist, event_dims):
     """``(loc, param, kind)`` of a torch Normal, Independent(Normal) or diagonal dense Gaussian."""
     if isinstance(dist, Normal):
         if event_dims is None:
-            raise ValueError(
+            raise _convert.EventDimsNeeded(
                 "event_dims must be given for a Normal: how many rightmost axes form the "
                 "event (1 for a vector)"
             )

@@ -131,10 +131,11 @@ def _row_blocks(x, *params):
     return torch.empty(n, dtype=x.dtype), blocks
 
 
-def _streamed(x, loc, spread, log_z, divide):
+def _streamed(x, loc, spread, log_z, divide, twice=False):
     """``-sum(((x - loc) op spread)**2) / 2 - log Z`` over blocks of rows (no autograd).
 
-    `op` divides by the scale (`divide`) or multiplies by its inverse.
+    `op` divides by the scale (`divide`) or multiplies by its inverse, or
+    (`twice`) by the half inverse twice.
     """
     log_z = log_z.expand(x.shape[:-1]).reshape(-1)
     out, blocks = _row_blocks(x, loc, spread)
@@ -144,6 +145,8 @@ def _streamed(x, loc, spread, log_z, divide):
             z.div_(sb)
         else:
             z.mul_(sb)
+            if twice:
+                z.mul_(sb)
         torch.add(log_z[rows], z.square_().sum(-1), alpha=0.5, out=out[rows])
     return out.neg_().reshape(x.shape[:-1])
 
@@ -181,12 +184,30 @@ def log_prob(x, loc, scale, *, log_normalizer=None, xp):
 
 
 @override(_kernels.log_prob_from_log_scale, GAPS)
-def log_prob_from_log_scale(x, loc, log_scale, *, xp):
-    """`diaggauss._kernels.log_prob_from_log_scale`: one reduction when small or compiled."""
-    mode = _one_pass(x, loc, log_scale)
-    if mode:
-        return _one_reduction((x - loc) * torch.exp(-log_scale), log_scale, mode)
-    return _kernels.log_prob_from_log_scale.generic(x, loc, log_scale, xp=xp)
+def log_prob_from_log_scale(x, loc, log_scale, *, log_normalizer=None, half_inv=None, xp):
+    """`diaggauss._kernels.log_prob_from_log_scale`: one reduction when small or compiled.
+
+    Given kept values (``log Z`` and the half inverse): streamed over rows when large.
+    """
+    if log_normalizer is None and half_inv is None:
+        mode = _one_pass(x, loc, log_scale)
+        if mode:
+            h = _half_inv(log_scale, mode)
+            return _one_reduction((x - loc) * h * h, log_scale, mode)
+        if _inverse_finite(x, loc, log_scale):  # one multiply: a pass over x less
+            log_z = _kernels.log_normalizer(log_scale, xp=xp)
+            return log_prob_from_inv_scale(x, loc, torch.exp(-log_scale), log_z, xp=xp)
+        return _kernels.log_prob_from_log_scale.generic(x, loc, log_scale, xp=xp)
+    if (
+        log_normalizer is not None
+        and half_inv is not None
+        and _plain(x, loc, half_inv, log_normalizer)
+        and _streamable(x, loc, half_inv)
+    ):
+        return _streamed(x, loc, half_inv, log_normalizer, divide=False, twice=True)
+    return _kernels.log_prob_from_log_scale.generic(
+        x, loc, log_scale, log_normalizer=log_normalizer, half_inv=half_inv, xp=xp
+    )
 
 
 @override(_kernels.log_prob_from_inv_scale, GAPS)
@@ -205,13 +226,14 @@ def kl_divergence_from_log_scale(loc_p, log_scale_p, loc_q, log_scale_q, *, inv_
         _plain(*args) and _streamable(*args) and (inv_scale_q is None or _same(inv_scale_q, loc_p))
     ):
         return _kernels.kl_divergence_from_log_scale.generic(*args, inv_scale_q=inv_scale_q, xp=xp)
-    if inv_scale_q is None:
-        inv_scale_q = torch.exp(-log_scale_q)
-    out, blocks = _row_blocks(*args, inv_scale_q)
+    twice = inv_scale_q is None  # as the generic kernel: 1 / s_q may overflow
+    out, blocks = _row_blocks(*args, _half_inv(log_scale_q) if twice else inv_scale_q)
     wide = loc_p.dtype is torch.float32  # as the generic kernel: expm1(t) - t at float64
     for rows, (mp, sp, mq, sq, iq) in blocks:
         t = torch.sub(sp, sq).mul_(2.0)
         u = torch.sub(mp, mq).mul_(iq)
+        if twice:
+            u.mul_(iq)
         if wide:
             w = t.double()
             e = torch.expm1(w).sub_(w).float().addcmul_(u, u)
@@ -272,6 +294,32 @@ def _series_in_place(t):
     for c in coefficients[-2::-1]:
         acc.mul_(t).add_(c)
     return acc.mul_(t * t)
+
+
+def _inverse_finite(x, loc, log_scale) -> bool:
+    """On the CPU, eager: whether ``exp(-log_scale)`` is finite (one reduction of the parameter).
+
+    Then ``(x - loc) * exp(-log_scale)`` is exact to rounding, and saves the
+    generic kernel's second multiply, a pass over the points.
+    """
+    if not (x.is_cpu and _plain(x, loc, log_scale)) or _is_compiling() or _is_tracing():
+        return False
+    with torch.no_grad():
+        low = float(log_scale.min()) if log_scale.numel() else 0.0
+    return low >= 1.0 - math.log(torch.finfo(log_scale.dtype).max)
+
+
+def _half_inv(log_scale, mode=None):
+    """`diaggauss._kernels.half_inv_scale` in plain torch.
+
+    Its factor is a cached 0-d tensor when small and eager (a scalar operand
+    cost 2 us more).
+    """
+    floor = _kernels.half_inv_floor(log_scale.dtype, _xp)
+    clamped = torch.clamp(log_scale, min=floor)
+    if mode == "small" and not _is_tracing():
+        return torch.exp(clamped.mul(_constant(-0.5, clamped)))
+    return torch.exp(clamped.mul(-0.5))
 
 
 def _same(a, like) -> bool:
