@@ -362,7 +362,7 @@ def run_em(
     method = init if isinstance(init, str) else "kmeans"
     everything = all(a is not None for a in given)
     # a start given whole draws nothing (a JAX fit from it needs no key)
-    stream = None if all(a is not None for a in given) else gaps.random_stream(seed)
+    stream = None if everything else gaps.random_stream(seed)
     ones = xp.ones((d, 1), dtype=wd, device=device_of(x))
     xc, xsq = xa[:, d : 2 * d], (xa[:, :d] @ ones)[:, 0]
     steps = _Steps(xa, w, reg_covar, reach, xp)
